@@ -485,7 +485,10 @@ func TestCorrupt(t *testing.T) {
 		{"truncated data", func(t testing.TB, b []byte) []byte { return b[:len(b)-40] }, ErrBounds, `tensor "t.bbbb" data [offset`},
 		{"alignment zero", func(t testing.TB, b []byte) []byte { put32(b, after(t, b, KeyAlignment)+4, 0); return b }, ErrAlignment, "not a non-zero power of two"},
 		{"alignment three", func(t testing.TB, b []byte) []byte { put32(b, after(t, b, KeyAlignment)+4, 3); return b }, ErrAlignment, "is 3"},
-		{"alignment type", func(t testing.TB, b []byte) []byte { put32(b, after(t, b, KeyAlignment), uint32(TypeFloat32)); return b }, ErrAlignment, "not a non-negative integer"},
+		{"alignment type", func(t testing.TB, b []byte) []byte {
+			put32(b, after(t, b, KeyAlignment), uint32(TypeFloat32))
+			return b
+		}, ErrAlignment, "not a non-negative integer"},
 		{"nesting", func(t testing.TB, _ []byte) []byte { return deeplyNested(40) }, ErrMalformed, "nests arrays more than 16 deep"},
 	}
 	for _, tt := range tests {

@@ -49,8 +49,8 @@ func (w *Writer) SetKVTyped(key string, v Value) error {
 	}
 	if key == KeyAlignment {
 		a, ok := scalarUint(v)
-		if !ok || a == 0 || a&(a-1) != 0 || a > math.MaxUint32 {
-			return fmt.Errorf("gguf: %s must be a power of two that fits uint32, not %v", KeyAlignment, v)
+		if !ok || a == 0 || a&(a-1) != 0 {
+			return fmt.Errorf("gguf: %s must be a non-zero power of two, not %v", KeyAlignment, v)
 		}
 	}
 	if i, ok := w.kvIndex[key]; ok {
@@ -152,7 +152,8 @@ func (c *countingWriter) pad(align uint64) {
 	}
 }
 
-// WriteTo writes the file to out.
+// WriteTo writes the file to out. The layout matches llama.cpp's writer:
+// each tensor's data is padded to the alignment.
 func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	align := w.alignment()
 	c := &countingWriter{w: bufio.NewWriterSize(out, 1<<16)}
@@ -176,7 +177,11 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		c.u64(offset)
 		offset, _ = alignUp(offset+uint64(len(t.Data)), align)
 	}
-	c.pad(align)
+	// Only tensor data needs aligning; a file of metadata alone ends here,
+	// which also keeps a huge general.alignment from costing huge padding.
+	if len(w.tensors) > 0 {
+		c.pad(align)
+	}
 	for _, t := range w.tensors {
 		c.write(t.Data)
 		c.pad(align)
