@@ -1,0 +1,78 @@
+package tensor
+
+// kernelSet is one implementation of every hot loop. Kernels are reached
+// through function values chosen once at start-up so the choice costs one
+// indirect call per row, not a feature test.
+type kernelSet struct {
+	name string
+
+	dot       func(a, b []float32) float32
+	axpy      func(a float32, x, y []float32)
+	dotF16    func(a []uint16, b []float32) float32
+	axpyF16   func(a float32, x []uint16, y []float32)
+	f16ToF32s func(dst []float32, src []uint16)
+	f32ToF16s func(dst []uint16, src []float32)
+	sum       func(x []float32) float32
+
+	// Row kernels: Σ w[c]·x[c] for one encoded weight row.
+	vdF32  func(w []byte, x []float32) float32
+	vdF16  func(w []byte, x []float32) float32
+	vdBF16 func(w []byte, x []float32) float32
+	vdQ8_0 func(w []byte, qs []int8, d []float32) float32
+	vdQ4_0 func(w []byte, qs []int8, d []float32) float32
+	vdQ4K  func(w []byte, qs []int8, d []float32, bs32 []int16) float32
+	vdQ6K  func(w []byte, qs []int8, d []float32, bs16 []int16) float32
+
+	// gemm4x3 computes the 4×3 block of dot products between 4 rows of w
+	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
+	// of 8, writing c[i*3+j] = Σ w[i]·x[j].
+	gemm4x3 func(w []float32, ws int, x []float32, xs int, k int, c *[12]float32)
+}
+
+var genericKernels = kernelSet{
+	name:      "generic",
+	dot:       dotGo,
+	axpy:      axpyGo,
+	dotF16:    dotF16Go,
+	axpyF16:   axpyF16Go,
+	f16ToF32s: f16ToF32sGo,
+	f32ToF16s: f32ToF16sGo,
+	sum:       sumGo,
+	vdF32:     vdF32Go,
+	vdF16:     vdF16Go,
+	vdBF16:    vdBF16Go,
+	vdQ8_0:    vdQ8_0Go,
+	vdQ4_0:    vdQ4_0Go,
+	vdQ4K:     vdQ4KGo,
+	vdQ6K:     vdQ6KGo,
+	gemm4x3:   gemm4x3Go,
+}
+
+// bestKernels is replaced by an architecture file's init when the CPU has
+// something faster.
+var bestKernels = genericKernels
+
+var kern = &bestKernels
+
+// SetGeneric forces the portable Go kernels (true) or restores the fastest
+// ones the CPU supports (false). It exists so tests and benchmarks can cover
+// both paths; it must not be called while kernels are running.
+func SetGeneric(on bool) {
+	if on {
+		kern = &genericKernels
+	} else {
+		kern = &bestKernels
+	}
+}
+
+// KernelName names the kernel set in use, e.g. "avx2" or "generic".
+func KernelName() string { return kern.name }
+
+func gemm4x3Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float32) {
+	for i := range 4 {
+		wr := w[i*ws : i*ws+k]
+		for j := range 3 {
+			c[i*3+j] = dotGo(wr, x[j*xs:j*xs+k])
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package tensor
+
+import "fmt"
+
+// Matrix is a row-major 2-D tensor in its encoded form: Rows rows of
+// Type.RowBytes(Cols) bytes each. Data is usually a view of a memory-mapped
+// model file and is never copied or written by this package.
+type Matrix struct {
+	Type       DType
+	Rows, Cols int
+	Data       []byte
+}
+
+// Bytes returns the encoded size of the matrix.
+func (m *Matrix) Bytes() int { return m.Rows * m.Type.RowBytes(m.Cols) }
+
+// Row dequantizes row i into dst[:Cols] (an embedding lookup).
+func (m *Matrix) Row(i int, dst []float32) {
+	if i < 0 || i >= m.Rows {
+		panic(fmt.Sprintf("tensor: row %d out of range [0, %d)", i, m.Rows))
+	}
+	rb := m.Type.RowBytes(m.Cols)
+	Dequantize(m.Type, m.Data[i*rb:(i+1)*rb], dst[:m.Cols])
+}
+
+func (m *Matrix) check(op string) {
+	if !m.Type.Valid() {
+		panic(fmt.Sprintf("tensor: %s: unsupported weight type %s", op, m.Type))
+	}
+	if m.Cols%m.Type.BlockSize() != 0 {
+		panic(fmt.Sprintf("tensor: %s: %d columns is not a whole number of %s blocks", op, m.Cols, m.Type))
+	}
+	if len(m.Data) < m.Bytes() {
+		panic(fmt.Sprintf("tensor: %s: %s matrix %dx%d needs %d bytes, has %d", op, m.Type, m.Rows, m.Cols, m.Bytes(), len(m.Data)))
+	}
+}
+
+// prepareActivations quantizes n rows of x (each w.Cols long) into the pool's
+// scratch in the format w's integer kernel consumes. Float weight types use
+// x as is.
+func (p *Pool) prepareActivations(w *Matrix, x []float32, n int) {
+	total := n * w.Cols
+	a := &p.act
+	switch w.Type {
+	case Q8_0, Q4_0:
+		a.qs = grow(a.qs, total)
+		a.d = grow(a.d, total/qk8_0)
+		quantizeActQ8_0(x[:total], a.qs, a.d)
+	case Q4_K, Q6_K:
+		a.qs = grow(a.qs, total)
+		a.d = grow(a.d, total/qkK)
+		a.bs16 = grow(a.bs16, total/16)
+		a.bs32 = grow(a.bs32, total/32)
+		quantizeActQ8K(x[:total], a.qs, a.d, a.bs16, a.bs32)
+	}
+}
+
+// rowDot dots one encoded weight row with activation row j (as prepared by
+// prepareActivations) using kernel set k.
+func (p *Pool) rowDot(k *kernelSet, t DType, row []byte, x []float32, cols, j int) float32 {
+	a := &p.act
+	switch t {
+	case F32:
+		return k.vdF32(row, x[j*cols:(j+1)*cols])
+	case F16:
+		return k.vdF16(row, x[j*cols:(j+1)*cols])
+	case BF16:
+		return k.vdBF16(row, x[j*cols:(j+1)*cols])
+	case Q8_0:
+		nb := cols / qk8_0
+		return k.vdQ8_0(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb])
+	case Q4_0:
+		nb := cols / qk4_0
+		return k.vdQ4_0(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb])
+	case Q4_K:
+		nb := cols / qkK
+		return k.vdQ4K(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb], a.bs32[j*nb*8:(j+1)*nb*8])
+	case Q6_K:
+		nb := cols / qkK
+		return k.vdQ6K(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb], a.bs16[j*nb*16:(j+1)*nb*16])
+	}
+	panic("tensor: unsupported type " + t.String())
+}
+
+// matVecTask computes out[r] for a range of weight rows against n activation
+// rows; n > 1 is the small-batch MatMul path, where each weight row is read
+// from memory once and reused from L1 for every activation row.
+type matVecTask struct {
+	p   *Pool
+	w   *Matrix
+	x   []float32
+	out []float32
+	n   int
+}
+
+func (t *matVecTask) Run(_, lo, hi int) {
+	k := kern
+	w := t.w
+	rb := w.Type.RowBytes(w.Cols)
+	for r := lo; r < hi; r++ {
+		row := w.Data[r*rb : (r+1)*rb]
+		for j := range t.n {
+			t.out[j*w.Rows+r] = t.p.rowDot(k, w.Type, row, t.x, w.Cols, j)
+		}
+	}
+}
+
+// MatVec computes out[r] = Σ_c w[r,c]·x[c] for every row of w (decode).
+// Quantized weights are dotted against x quantized once to 8 bits (Q8_0 for
+// Q4_0/Q8_0, Q8_K for the k-quants); float weights are converted in
+// registers. p must not be nil.
+func MatVec(p *Pool, out []float32, w *Matrix, x []float32) {
+	w.check("MatVec")
+	if len(x) != w.Cols || len(out) < w.Rows {
+		panic(fmt.Sprintf("tensor: MatVec: %dx%d weights, x has %d values, out %d", w.Rows, w.Cols, len(x), len(out)))
+	}
+	p.matVec(out, w, x, 1)
+}
+
+func (p *Pool) matVec(out []float32, w *Matrix, x []float32, n int) {
+	p.prepareActivations(w, x, n)
+	t := &p.mv
+	*t = matVecTask{p: p, w: w, x: x, out: out, n: n}
+	// Rows are cheap to hand out; 8 keeps per-chunk overhead small.
+	p.Parallel(w.Rows, 8, t)
+	*t = matVecTask{}
+}
+
+// MatMul tile geometry: a worker dequantizes a tile of mmTileRows weight
+// rows × mmTileK columns into float32 (32 KiB, resident in L1/L2) and reuses
+// it for every activation row, 4 weight rows × 3 activation rows at a time
+// in registers.
+const (
+	mmTileRows = 16
+	mmTileK    = 512 // a multiple of every block size
+	// Below this batch the dequantization of a tile costs more than it
+	// saves; small batches use the integer row kernels instead.
+	mmMinBatch = 4
+)
+
+type matMulTask struct {
+	w   *Matrix
+	x   []float32
+	out []float32
+	n   int
+	p   *Pool
+}
+
+func (t *matMulTask) Run(worker, lo, hi int) {
+	k := kern
+	w := t.w
+	rows, cols, n := w.Rows, w.Cols, t.n
+	rb := w.Type.RowBytes(cols)
+	ws := &t.p.work[worker]
+	if len(ws.tile) < mmTileRows*mmTileK {
+		ws.tile = make([]float32, mmTileRows*mmTileK)
+	}
+	wt, c := ws.tile, &ws.c
+	for tile := lo; tile < hi; tile++ {
+		r0 := tile * mmTileRows
+		mr := min(mmTileRows, rows-r0)
+		for j := range n {
+			clear(t.out[j*rows+r0 : j*rows+r0+mr])
+		}
+		for kc := 0; kc < cols; kc += mmTileK {
+			kl := min(mmTileK, cols-kc)
+			b0, b1 := w.Type.RowBytes(kc), w.Type.RowBytes(kc+kl)
+			for i := range mr {
+				row := w.Data[(r0+i)*rb : (r0+i+1)*rb]
+				Dequantize(w.Type, row[b0:b1], wt[i*mmTileK:i*mmTileK+kl])
+			}
+			k8 := kl &^ 7
+			for j0 := 0; j0 < n; j0 += 3 {
+				nr := min(3, n-j0)
+				for i0 := 0; i0 < mr; i0 += 4 {
+					ir := min(4, mr-i0)
+					if ir == 4 && nr == 3 && k8 > 0 {
+						k.gemm4x3(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, k8, c)
+						for i := range 4 {
+							for j := range 3 {
+								s := c[i*3+j]
+								if k8 < kl {
+									s += dotGo(wt[(i0+i)*mmTileK+k8:(i0+i)*mmTileK+kl], t.x[(j0+j)*cols+kc+k8:(j0+j)*cols+kc+kl])
+								}
+								t.out[(j0+j)*rows+r0+i0+i] += s
+							}
+						}
+						continue
+					}
+					for i := range ir {
+						wr := wt[(i0+i)*mmTileK : (i0+i)*mmTileK+kl]
+						for j := range nr {
+							t.out[(j0+j)*rows+r0+i0+i] += k.dot(wr, t.x[(j0+j)*cols+kc:(j0+j)*cols+kc+kl])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// MatMul computes out = x·wᵀ for n activation rows (prefill): x is n×Cols
+// and out n×Rows, both row-major. Batches of at least mmMinBatch rows go
+// through a blocked kernel that converts each weight tile to float32 once
+// and reuses it across the whole batch. p must not be nil.
+func MatMul(p *Pool, out []float32, w *Matrix, x []float32, n int) {
+	w.check("MatMul")
+	if n < 1 || len(x) < n*w.Cols || len(out) < n*w.Rows {
+		panic(fmt.Sprintf("tensor: MatMul: %dx%d weights, n=%d, x has %d values, out %d", w.Rows, w.Cols, n, len(x), len(out)))
+	}
+	if n < mmMinBatch {
+		p.matVec(out, w, x, n)
+		return
+	}
+	t := &p.mm
+	*t = matMulTask{w: w, x: x, out: out, n: n, p: p}
+	p.Parallel((w.Rows+mmTileRows-1)/mmTileRows, 1, t)
+	*t = matMulTask{}
+}

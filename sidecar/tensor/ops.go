@@ -1,0 +1,95 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+)
+
+// Dot returns Σ a[i]·b[i] over len(a); b must be at least as long.
+func Dot(a, b []float32) float32 {
+	_ = b[:len(a)]
+	return kern.dot(a, b)
+}
+
+// Axpy computes y += a·x over len(x).
+func Axpy(a float32, x, y []float32) {
+	_ = y[:len(x)]
+	kern.axpy(a, x, y)
+}
+
+// Scale multiplies x by a in place.
+func Scale(a float32, x []float32) {
+	for i := range x {
+		x[i] *= a
+	}
+}
+
+// DotF16 returns Σ a[i]·b[i] with a in IEEE half precision (attention over
+// an f16 KV cache).
+func DotF16(a []uint16, b []float32) float32 {
+	_ = b[:len(a)]
+	return kern.dotF16(a, b)
+}
+
+// AxpyF16 computes y += a·x with x in IEEE half precision.
+func AxpyF16(a float32, x []uint16, y []float32) {
+	_ = y[:len(x)]
+	kern.axpyF16(a, x, y)
+}
+
+// RMSNorm writes out[i] = x[i]·weight[i]/sqrt(mean(x²)+eps). out may alias x.
+func RMSNorm(out, x, weight []float32, eps float32) {
+	if len(out) < len(x) || len(weight) < len(x) {
+		panic(fmt.Sprintf("tensor: RMSNorm: x %d, weight %d, out %d", len(x), len(weight), len(out)))
+	}
+	if len(x) == 0 {
+		return
+	}
+	ss := kern.dot(x, x)
+	s := float32(1 / math.Sqrt(float64(ss)/float64(len(x))+float64(eps)))
+	for i, v := range x {
+		out[i] = v * s * weight[i]
+	}
+}
+
+// Softmax replaces x by exp(x−max)/Σexp(x−max), which cannot overflow. An
+// all −Inf row (everything masked) becomes all zeros rather than NaN.
+func Softmax(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	mx := x[0]
+	for _, v := range x[1:] {
+		mx = max(mx, v)
+	}
+	if math.IsInf(float64(mx), -1) {
+		clear(x)
+		return
+	}
+	var sum float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += float64(e)
+	}
+	Scale(float32(1/sum), x)
+}
+
+func silu(v float32) float32 { return v / (1 + float32(math.Exp(float64(-v)))) }
+
+// SiLU applies x·sigmoid(x) in place.
+func SiLU(x []float32) {
+	for i, v := range x {
+		x[i] = silu(v)
+	}
+}
+
+// SwiGLU writes out[i] = silu(gate[i])·up[i]; out may alias gate or up.
+func SwiGLU(out, gate, up []float32) {
+	if len(up) < len(gate) || len(out) < len(gate) {
+		panic(fmt.Sprintf("tensor: SwiGLU: gate %d, up %d, out %d", len(gate), len(up), len(out)))
+	}
+	for i, g := range gate {
+		out[i] = silu(g) * up[i]
+	}
+}
