@@ -33,9 +33,15 @@ func isO(r rune) bool { return !isS(r) && !isL(r) && !isN(r) }
 
 func isCRLF(r rune) bool { return r == '\r' || r == '\n' }
 
-func asciiLower(r rune) rune {
+// foldLower applies the case folding (?i) needs for the contraction
+// letters: ASCII, plus U+017F LATIN SMALL LETTER LONG S, which Unicode folds
+// to 's' and which the reference regex engines therefore match.
+func foldLower(r rune) rune {
 	if r >= 'A' && r <= 'Z' {
 		return r + 'a' - 'A'
+	}
+	if r == '\u017f' {
+		return 's'
 	}
 	return r
 }
@@ -48,7 +54,7 @@ func contraction(rs []rune, i int, fold bool) int {
 	}
 	c1 := rs[i+1]
 	if fold {
-		c1 = asciiLower(c1)
+		c1 = foldLower(c1)
 	}
 	switch c1 {
 	case 's', 't', 'm', 'd':
@@ -59,7 +65,7 @@ func contraction(rs []rune, i int, fold bool) int {
 	}
 	c2 := rs[i+2]
 	if fold {
-		c2 = asciiLower(c2)
+		c2 = foldLower(c2)
 	}
 	if (c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l') {
 		return 3
