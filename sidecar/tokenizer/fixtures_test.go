@@ -132,7 +132,7 @@ var (
 	trained   = map[string]struct{ tokens, merges []string }{}
 )
 
-var bpeSpecials = []string{"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|im_start|>", "<|im_end|>"}
+var bpeSpecials = []string{"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|im_start|>", "<|im_end|>"}
 
 // bpeVocab is a small but real byte-level BPE vocab: the 256 byte tokens,
 // merges learned on corpus with the given pre-tokenizer, then control tokens.
