@@ -34,7 +34,7 @@ const DefaultRevision = "main"
 var (
 	ErrNotFound     = errors.New("repository or file not found")
 	ErrAccessDenied = errors.New("access denied")
-	ErrUnreachable  = errors.New("cannot reach hub")
+	ErrUnreachable  = errors.New("cannot reach")
 	ErrChecksum     = errors.New("checksum mismatch")
 	ErrAmbiguous    = errors.New("ambiguous file selection")
 	ErrBadRef       = errors.New("bad model reference")
