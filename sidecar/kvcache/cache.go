@@ -1,0 +1,495 @@
+package kvcache
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/fastgen/fastgen/sidecar/tensor"
+)
+
+// ScoreMode is how the frequency score ranks entries.
+type ScoreMode uint8
+
+const (
+	// ScoreCumulative ranks by the attention an entry has received in total
+	// (the paper's rule).
+	ScoreCumulative ScoreMode = iota
+	// ScoreMean ranks by the attention received per step since the entry was
+	// cached, which removes cumulative scores' bias towards old entries.
+	ScoreMean
+)
+
+// ParseScoreMode reads "cumulative" or "mean".
+func ParseScoreMode(s string) (ScoreMode, error) {
+	switch s {
+	case "cumulative", "":
+		return ScoreCumulative, nil
+	case "mean", "windowed-mean":
+		return ScoreMean, nil
+	}
+	return 0, fmt.Errorf("unknown score mode %q (want cumulative or mean)", s)
+}
+
+// Config is the shape of a cache.
+type Config struct {
+	Layers, KVHeads int
+	Score           ScoreMode
+	Seed            uint64 // for the random baseline
+}
+
+// head is one (layer, KV head)'s ragged store. Entries are not kept in
+// position order: eviction moves the last entry into the hole, so removing
+// one costs one row copy instead of shifting the rest. Attention is a sum and
+// every entry carries its absolute position, so order never matters, except
+// that a batch of new tokens is appended in order after everything cached
+// before it (causal prefill relies on that).
+type head struct {
+	blocks  []*block
+	n       int
+	policy  Policy
+	evicted []int32    // positions evicted since the last TakeEvicted
+	rng     *rand.Rand // the random baseline's, made on first use
+}
+
+// Scratch is working memory for Apply and Observe. Heads may be observed
+// concurrently (one goroutine per head), each with its own Scratch.
+type Scratch struct {
+	keys []float32
+}
+
+// Cache is the KV cache of one sequence. Different heads may be attended,
+// observed and applied concurrently; anything else is for one goroutine.
+// Its Pool is safe for concurrent use.
+type Cache struct {
+	cfg     Config
+	pool    *Pool
+	heads   []head
+	next    int32   // the next position to be appended (the current length)
+	scratch Scratch // for single-threaded callers (ApplyAll)
+	closed  bool
+}
+
+// New makes an empty cache whose heads all use FullPolicy.
+func New(cfg Config, pool *Pool) *Cache {
+	c := &Cache{cfg: cfg, pool: pool, heads: make([]head, cfg.Layers*cfg.KVHeads)}
+	for i := range c.heads {
+		c.heads[i].policy = FullPolicy
+	}
+	return c
+}
+
+// Config returns the cache's shape.
+func (c *Cache) Config() Config { return c.cfg }
+
+// Pool returns the pool the cache draws blocks from.
+func (c *Cache) Pool() *Pool { return c.pool }
+
+// Len is the current sequence length: positions appended so far, kept or not.
+func (c *Cache) Len() int { return int(c.next) }
+
+func (c *Cache) h(layer, kvHead int) *head { return &c.heads[layer*c.cfg.KVHeads+kvHead] }
+
+// Kept is the number of entries (layer, kvHead) holds.
+func (c *Cache) Kept(layer, kvHead int) int { return c.h(layer, kvHead).n }
+
+// KeptAll writes the kept count of every head, layer-major, into dst.
+func (c *Cache) KeptAll(dst []uint32) []uint32 {
+	dst = dst[:0]
+	for i := range c.heads {
+		dst = append(dst, uint32(c.heads[i].n))
+	}
+	return dst
+}
+
+// Policy returns the policy of a head.
+func (c *Cache) Policy(layer, kvHead int) Policy { return c.h(layer, kvHead).policy }
+
+// SetPolicy sets the policy of a head; it takes effect at the next Apply.
+func (c *Cache) SetPolicy(layer, kvHead int, p Policy) { c.h(layer, kvHead).policy = p }
+
+// SetAllPolicies gives every head the same policy.
+func (c *Cache) SetAllPolicies(p Policy) {
+	for i := range c.heads {
+		c.heads[i].policy = p
+	}
+}
+
+// Bytes is the memory the cache's blocks take: what is actually allocated.
+func (c *Cache) Bytes() int64 {
+	var nb int64
+	for i := range c.heads {
+		nb += int64(len(c.heads[i].blocks))
+	}
+	return nb * c.pool.BlockBytes()
+}
+
+// FullBytes is what the same store would hold at the current length if it
+// kept every entry.
+func (c *Cache) FullBytes() int64 {
+	be := int64(c.pool.blockEntries)
+	perHead := (int64(c.next) + be - 1) / be
+	return perHead * int64(len(c.heads)) * c.pool.BlockBytes()
+}
+
+// PrunedRatio is 1 − Σ kept / (layers · kv_heads · t), the spec's definition.
+func (c *Cache) PrunedRatio() float64 {
+	if c.next == 0 {
+		return 0
+	}
+	var kept int64
+	for i := range c.heads {
+		kept += int64(c.heads[i].n)
+	}
+	return 1 - float64(kept)/(float64(len(c.heads))*float64(c.next))
+}
+
+// Append caches one token at the next position for every KV head of a
+// layer. k and v hold KVHeads rows of HeadDim (keys already rotated). The
+// position counter advances once every layer has appended (call Advance).
+func (c *Cache) Append(layer int, flags Flags, k, v []float32) {
+	d := c.pool.headDim
+	pos := c.next
+	for kh := 0; kh < c.cfg.KVHeads; kh++ {
+		h := c.h(layer, kh)
+		c.appendRow(h, pos, flags, k[kh*d:(kh+1)*d], v[kh*d:(kh+1)*d])
+	}
+}
+
+// AppendAt is Append for a token at an explicit offset from the current
+// length, used by batched prefill where all layers append n tokens before
+// Advance(n).
+func (c *Cache) AppendAt(layer int, offset int, flags Flags, k, v []float32) {
+	d := c.pool.headDim
+	pos := c.next + int32(offset)
+	for kh := 0; kh < c.cfg.KVHeads; kh++ {
+		c.appendRow(c.h(layer, kh), pos, flags, k[kh*d:(kh+1)*d], v[kh*d:(kh+1)*d])
+	}
+}
+
+// Advance moves the current length forward by n appended positions.
+func (c *Cache) Advance(n int) { c.next += int32(n) }
+
+func (c *Cache) appendRow(h *head, pos int32, flags Flags, k, v []float32) {
+	be := c.pool.blockEntries
+	if h.n == len(h.blocks)*be {
+		h.blocks = append(h.blocks, c.pool.get())
+	}
+	b, i := h.blocks[h.n/be], h.n%be
+	d := c.pool.headDim
+	if c.pool.dtype == F16 {
+		tensor.F32ToF16s(b.kh[i*d:(i+1)*d], k)
+		tensor.F32ToF16s(b.vh[i*d:(i+1)*d], v)
+	} else {
+		copy(b.kf[i*d:(i+1)*d], k)
+		copy(b.vf[i*d:(i+1)*d], v)
+	}
+	b.pos[i], b.flags[i], b.score[i] = pos, flags, 0
+	h.n++
+}
+
+// Pos and EntryFlags describe entry i of a head (0 ≤ i < Kept).
+func (c *Cache) Pos(layer, kvHead, i int) int32 {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	return h.blocks[i/be].pos[i%be]
+}
+
+func (c *Cache) EntryFlags(layer, kvHead, i int) Flags {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	return h.blocks[i/be].flags[i%be]
+}
+
+// Score is entry i's frequency score.
+func (c *Cache) Score(layer, kvHead, i int) float32 {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	return h.blocks[i/be].score[i%be]
+}
+
+// Attend computes attention for the G query heads that share (layer, kvHead)
+// over its first limit entries. q holds G rows of HeadDim; out receives G
+// rows; probs (at least G·limit) receives the attention probabilities, row g
+// at probs[g*limit:]. Only kept entries are visited.
+func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale float32, out, probs []float32) {
+	limit = c.Probs(layer, kvHead, q, groups, limit, scale, probs)
+	h := c.h(layer, kvHead)
+	d, be := c.pool.headDim, c.pool.blockEntries
+	f16 := c.pool.dtype == F16
+	for g := 0; g < groups; g++ {
+		row := probs[g*limit : (g+1)*limit]
+		og := out[g*d : (g+1)*d]
+		clear(og)
+		for j := 0; j < limit; j++ {
+			b, i := h.blocks[j/be], j%be
+			if f16 {
+				tensor.AxpyF16(row[j], b.vh[i*d:(i+1)*d], og)
+			} else {
+				tensor.Axpy(row[j], b.vf[i*d:(i+1)*d], og)
+			}
+		}
+	}
+}
+
+// Probs computes only the attention probabilities of Attend (profiling
+// recomputes them instead of keeping an L×L map). It returns the number of
+// entries attended, min(limit, Kept).
+func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale float32, probs []float32) int {
+	h := c.h(layer, kvHead)
+	if limit > h.n {
+		limit = h.n
+	}
+	d, be := c.pool.headDim, c.pool.blockEntries
+	f16 := c.pool.dtype == F16
+	for g := 0; g < groups; g++ {
+		qg := q[g*d : (g+1)*d]
+		row := probs[g*limit : (g+1)*limit]
+		for j := 0; j < limit; j++ {
+			b, i := h.blocks[j/be], j%be
+			if f16 {
+				row[j] = tensor.DotF16(b.kh[i*d:(i+1)*d], qg) * scale
+			} else {
+				row[j] = tensor.Dot(b.kf[i*d:(i+1)*d], qg) * scale
+			}
+		}
+		tensor.Softmax(row)
+	}
+	return limit
+}
+
+// Observe is a decode step's bookkeeping for one head after Attend: the
+// group's probabilities (G rows of limit) are averaged into the entries'
+// scores and the head's policy is re-applied. Full heads skip both: they
+// never rank or evict.
+func (c *Cache) Observe(layer, kvHead int, probs []float32, groups, limit int, sc *Scratch) {
+	h := c.h(layer, kvHead)
+	if h.policy.IsFull() {
+		return
+	}
+	be := c.pool.blockEntries
+	inv := 1 / float32(groups)
+	for j := 0; j < min(limit, h.n); j++ {
+		var s float32
+		for g := 0; g < groups; g++ {
+			s += probs[g*limit+j]
+		}
+		h.blocks[j/be].score[j%be] += s * inv
+	}
+	c.Apply(layer, kvHead, sc)
+}
+
+// ApplyAll re-applies every head's policy (after a profiled prefill).
+func (c *Cache) ApplyAll() {
+	for l := 0; l < c.cfg.Layers; l++ {
+		for kh := 0; kh < c.cfg.KVHeads; kh++ {
+			c.Apply(l, kh, &c.scratch)
+		}
+	}
+}
+
+// AddScores adds attention received to the first len(p) entries' scores.
+func (c *Cache) AddScores(layer, kvHead int, p []float32) {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	for j, x := range p[:min(len(p), h.n)] {
+		h.blocks[j/be].score[j%be] += x
+	}
+}
+
+// Apply re-applies a head's policy at the current length and evicts what it
+// no longer keeps. The newest entry is at position Len()−1.
+func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
+	h := c.h(layer, kvHead)
+	p := h.policy
+	if p.IsFull() || h.n == 0 {
+		return
+	}
+	t := int(c.next)
+	cur := c.next - 1
+	be := c.pool.blockEntries
+	window := int32(p.Window.At(t))
+	var (
+		freqThr  float32 = float32(math.Inf(-1))
+		freqTies         = math.MaxInt // entries scoring exactly freqThr still admitted
+	)
+	if p.Keep&Frequent != 0 {
+		k := p.Frequent.At(t)
+		if k < h.n {
+			freqThr, freqTies = c.kthScore(h, k, cur, sc)
+		}
+		if k == 0 {
+			freqThr, freqTies = float32(math.Inf(1)), 0
+		}
+	}
+	keep := func(j int) bool {
+		b, i := h.blocks[j/be], j%be
+		f, pos := b.flags[i], b.pos[i]
+		switch {
+		case p.Keep&Special != 0 && f&FlagSpecial != 0,
+			p.Keep&Punct != 0 && f&FlagPunct != 0,
+			p.Keep&Local != 0 && cur-pos < window,
+			p.Keep&Sink != 0 && pos < int32(p.Sinks):
+			return true
+		}
+		if p.Keep&Frequent != 0 {
+			s := rankKey(c.cfg.Score, b.score[i], pos, cur)
+			if s > freqThr {
+				return true
+			}
+			if s == freqThr && freqTies > 0 {
+				freqTies--
+				return true
+			}
+		}
+		return false
+	}
+	// Walk from the end so a hole is always filled by an entry already judged.
+	for j := h.n - 1; j >= 0; j-- {
+		if !keep(j) {
+			c.evict(h, j)
+		}
+	}
+	if p.Keep&Random != 0 {
+		if h.rng == nil {
+			// Seeded per head so heads draw independently yet reproducibly.
+			h.rng = rand.New(rand.NewPCG(c.cfg.Seed, uint64(layer*c.cfg.KVHeads+kvHead)))
+		}
+		for budget := p.Random.At(t); h.n > budget; {
+			c.evict(h, h.rng.IntN(h.n))
+		}
+	}
+}
+
+func rankKey(mode ScoreMode, score float32, pos, cur int32) float32 {
+	if mode == ScoreMean {
+		return score / float32(cur-pos+1)
+	}
+	return score
+}
+
+// kthScore returns the k-th largest rank key of the head (k ≥ 1) and how
+// many entries with exactly that key fit within the top k.
+func (c *Cache) kthScore(h *head, k int, cur int32, sc *Scratch) (float32, int) {
+	be := c.pool.blockEntries
+	s := sc.keys[:0]
+	for j := 0; j < h.n; j++ {
+		b, i := h.blocks[j/be], j%be
+		s = append(s, rankKey(c.cfg.Score, b.score[i], b.pos[i], cur))
+	}
+	sc.keys = s
+	thr := quickselect(s, k-1)
+	above := 0
+	for j := 0; j < h.n; j++ {
+		b, i := h.blocks[j/be], j%be
+		if rankKey(c.cfg.Score, b.score[i], b.pos[i], cur) > thr {
+			above++
+		}
+	}
+	return thr, k - above
+}
+
+// quickselect returns the element that would be at index k if s were sorted
+// in descending order. It reorders s.
+func quickselect(s []float32, k int) float32 {
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		p := s[(lo+hi)/2]
+		i, j := lo, hi
+		for i <= j {
+			for s[i] > p {
+				i++
+			}
+			for s[j] < p {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return s[k]
+		}
+	}
+	return s[k]
+}
+
+// evict removes entry j by moving the last entry into its place, and returns
+// the last block to the pool once it is empty.
+func (c *Cache) evict(h *head, j int) {
+	be, d := c.pool.blockEntries, c.pool.headDim
+	last := h.n - 1
+	bj, ij := h.blocks[j/be], j%be
+	h.evicted = append(h.evicted, bj.pos[ij])
+	if j != last {
+		bl, il := h.blocks[last/be], last%be
+		if c.pool.dtype == F16 {
+			copy(bj.kh[ij*d:(ij+1)*d], bl.kh[il*d:(il+1)*d])
+			copy(bj.vh[ij*d:(ij+1)*d], bl.vh[il*d:(il+1)*d])
+		} else {
+			copy(bj.kf[ij*d:(ij+1)*d], bl.kf[il*d:(il+1)*d])
+			copy(bj.vf[ij*d:(ij+1)*d], bl.vf[il*d:(il+1)*d])
+		}
+		bj.pos[ij], bj.flags[ij], bj.score[ij] = bl.pos[il], bl.flags[il], bl.score[il]
+	}
+	h.n--
+	if nb := (h.n + be - 1) / be; nb < len(h.blocks) {
+		c.pool.put(h.blocks[nb:])
+		clear(h.blocks[nb:])
+		h.blocks = h.blocks[:nb]
+	}
+}
+
+// TakeEvicted returns the positions a head evicted since the last call, in
+// eviction order. The slice is reused by the next Apply.
+func (c *Cache) TakeEvicted(layer, kvHead int) []int32 {
+	h := c.h(layer, kvHead)
+	e := h.evicted
+	h.evicted = h.evicted[:0]
+	return e
+}
+
+// Fork copies the cache: both copies then evolve independently (compare mode
+// shares one prefill and decodes two policies from it).
+func (c *Cache) Fork() *Cache {
+	f := New(c.cfg, c.pool)
+	f.next = c.next
+	for hi := range c.heads {
+		src, dst := &c.heads[hi], &f.heads[hi]
+		dst.policy, dst.n = src.policy, src.n
+		for _, b := range src.blocks {
+			nb := c.pool.get()
+			copy(nb.pos, b.pos)
+			copy(nb.flags, b.flags)
+			copy(nb.score, b.score)
+			if c.pool.dtype == F16 {
+				copy(nb.kh, b.kh)
+				copy(nb.vh, b.vh)
+			} else {
+				copy(nb.kf, b.kf)
+				copy(nb.vf, b.vf)
+			}
+			dst.blocks = append(dst.blocks, nb)
+		}
+	}
+	return f
+}
+
+// Close returns every block to the pool. The cache must not be used after.
+func (c *Cache) Close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for i := range c.heads {
+		c.pool.put(c.heads[i].blocks)
+		c.heads[i].blocks, c.heads[i].n = nil, 0
+	}
+}

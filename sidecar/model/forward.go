@@ -1,0 +1,260 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/tensor"
+)
+
+// Profiler receives each layer of a prefill once the layer's keys are cached:
+// the post-RoPE queries of the batch (row stride qStride) so that it can
+// recompute attention rows without anyone keeping an L×L map.
+type Profiler interface {
+	Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32)
+}
+
+// Batch is one call of the forward pass.
+type Batch struct {
+	Tokens []int
+	Flags  []kvcache.Flags // class of each token, cached beside its K/V
+	// Observe makes every head update its scores and re-apply its policy
+	// after attending (decode steps: attend first, then evict).
+	Observe bool
+	// Profiler, when set, is called after each layer (FastGen prefill).
+	Profiler Profiler
+	// AllLogits asks for the logits of every position, not only the last.
+	AllLogits bool
+}
+
+// State is one sequence's working memory for the forward pass. Buffers grow
+// to the largest batch seen and are then reused, so decode allocates nothing.
+// A State is used by one goroutine at a time.
+type State struct {
+	m    *Model
+	pool *tensor.Pool
+
+	batch              int
+	x, xb, xb2, q, att []float32 // batch × dim
+	k, v               []float32 // batch × kvDim
+	hb, hb2            []float32 // batch × hidden
+	cos, sin           []float32 // batch × ropeDim/2
+	logits             []float32
+	attn               attnTask
+	workerProbs        [][]float32 // per worker: groups × ctx
+	workerScratch      []kvcache.Scratch
+}
+
+// NewState prepares working memory for decoding with m on pool's threads.
+func NewState(m *Model, pool *tensor.Pool) *State {
+	s := &State{m: m, pool: pool}
+	c := m.Config
+	s.workerProbs = make([][]float32, pool.Threads())
+	for i := range s.workerProbs {
+		s.workerProbs[i] = make([]float32, c.Groups()*c.Ctx)
+	}
+	s.workerScratch = make([]kvcache.Scratch, pool.Threads())
+	s.attn.s = s
+	s.grow(1)
+	return s
+}
+
+// Model returns the model the state runs.
+func (s *State) Model() *Model { return s.m }
+
+// Pool returns the worker pool the state computes on.
+func (s *State) Pool() *tensor.Pool { return s.pool }
+
+func (s *State) grow(n int) {
+	if n <= s.batch {
+		return
+	}
+	c := s.m.Config
+	s.batch = n
+	s.x = make([]float32, n*c.Dim)
+	s.xb = make([]float32, n*c.Dim)
+	s.xb2 = make([]float32, n*c.Dim)
+	s.q = make([]float32, n*c.Dim)
+	s.att = make([]float32, n*c.Dim)
+	s.k = make([]float32, n*c.KVDim())
+	s.v = make([]float32, n*c.KVDim())
+	s.hb = make([]float32, n*c.Hidden)
+	s.hb2 = make([]float32, n*c.Hidden)
+	s.cos = make([]float32, n*c.RopeDim/2)
+	s.sin = make([]float32, n*c.RopeDim/2)
+}
+
+// Forward runs the batch at the cache's current length and appends its
+// tokens to the cache. It returns the logits of the last token (vocab
+// values), or of every token (n × vocab) with AllLogits. The returned slice
+// is reused by the next call.
+func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
+	c := s.m.Config
+	n := len(b.Tokens)
+	if n == 0 {
+		return nil, fmt.Errorf("forward: empty batch")
+	}
+	if len(b.Flags) != n {
+		return nil, fmt.Errorf("forward: %d tokens but %d flags", n, len(b.Flags))
+	}
+	if b.Observe && n != 1 {
+		return nil, fmt.Errorf("forward: observing decode steps takes one token at a time, not %d", n)
+	}
+	if cache.Len()+n > c.Ctx {
+		return nil, fmt.Errorf("context full: %d cached + %d new tokens exceed the context length %d", cache.Len(), n, c.Ctx)
+	}
+	for _, t := range b.Tokens {
+		if t < 0 || t >= c.Vocab {
+			return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, c.Vocab)
+		}
+	}
+	s.grow(n)
+	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim
+	x := s.x[:n*dim]
+	for i, t := range b.Tokens {
+		s.m.embed.Row(t, x[i*dim:(i+1)*dim])
+	}
+	s.ropeTables(cache.Len(), n)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+
+	for li := range s.m.layers {
+		l := &s.m.layers[li]
+		xb := s.xb[:n*dim]
+		for i := 0; i < n; i++ {
+			tensor.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.attnNorm, c.Eps)
+		}
+		q, k, v := s.q[:n*dim], s.k[:n*kvd], s.v[:n*kvd]
+		s.matmul(q, l.wq, xb, n)
+		s.matmul(k, l.wk, xb, n)
+		s.matmul(v, l.wv, xb, n)
+		if l.bq != nil {
+			for i := 0; i < n; i++ {
+				addTo(q[i*dim:(i+1)*dim], l.bq)
+				addTo(k[i*kvd:(i+1)*kvd], l.bk)
+				addTo(v[i*kvd:(i+1)*kvd], l.bv)
+			}
+		}
+		for i := 0; i < n; i++ {
+			s.rope(q[i*dim:(i+1)*dim], c.Heads, i)
+			s.rope(k[i*kvd:(i+1)*kvd], c.KVHeads, i)
+			cache.AppendAt(li, i, b.Flags[i], k[i*kvd:(i+1)*kvd], v[i*kvd:(i+1)*kvd])
+		}
+
+		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe = cache, li, n, scale, b.Observe
+		s.pool.Parallel(n*c.KVHeads, 1, &s.attn)
+		if b.Profiler != nil {
+			b.Profiler.Layer(li, q, dim, cache, scale)
+		}
+
+		xb2 := s.xb2[:n*dim]
+		s.matmul(xb2, l.wo, s.att[:n*dim], n)
+		addTo(x, xb2)
+
+		for i := 0; i < n; i++ {
+			tensor.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.ffnNorm, c.Eps)
+		}
+		hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
+		s.matmul(hb, l.gate, xb, n)
+		s.matmul(hb2, l.up, xb, n)
+		tensor.SwiGLU(hb, hb, hb2)
+		s.matmul(xb2, l.down, hb, n)
+		addTo(x, xb2)
+	}
+	cache.Advance(n)
+
+	rows := 1
+	if b.AllLogits {
+		rows = n
+	}
+	first := n - rows
+	xb := s.xb[:rows*dim]
+	for i := 0; i < rows; i++ {
+		tensor.RMSNorm(xb[i*dim:(i+1)*dim], x[(first+i)*dim:(first+i+1)*dim], s.m.outNorm, c.Eps)
+	}
+	if cap(s.logits) < rows*c.Vocab {
+		s.logits = make([]float32, rows*c.Vocab)
+	}
+	logits := s.logits[:rows*c.Vocab]
+	s.matmul(logits, s.m.output, xb, rows)
+	return logits, nil
+}
+
+func (s *State) matmul(out []float32, w *tensor.Matrix, x []float32, n int) {
+	if n == 1 {
+		tensor.MatVec(s.pool, out, w, x)
+		return
+	}
+	tensor.MatMul(s.pool, out, w, x, n)
+}
+
+func addTo(dst, src []float32) {
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// ropeTables computes cos and sin of every (token, pair) of the batch, once
+// per batch rather than once per head.
+func (s *State) ropeTables(start, n int) {
+	half := s.m.Config.RopeDim / 2
+	for i := 0; i < n; i++ {
+		pos := float64(start + i)
+		for j, f := range s.m.invFreq {
+			sn, cs := math.Sincos(pos * f)
+			s.cos[i*half+j], s.sin[i*half+j] = float32(cs), float32(sn)
+		}
+	}
+}
+
+// rope rotates the heads of one token's row in place. Keys are rotated once,
+// before caching, and never again: positions never shift.
+func (s *State) rope(row []float32, heads, i int) {
+	c := s.m.Config
+	half := c.RopeDim / 2
+	cos, sin := s.cos[i*half:(i+1)*half], s.sin[i*half:(i+1)*half]
+	for h := 0; h < heads; h++ {
+		x := row[h*c.HeadDim : (h+1)*c.HeadDim]
+		if c.RopeNeoX {
+			for j := 0; j < half; j++ {
+				a, b := x[j], x[j+half]
+				x[j] = a*cos[j] - b*sin[j]
+				x[j+half] = a*sin[j] + b*cos[j]
+			}
+			continue
+		}
+		for j := 0; j < half; j++ {
+			a, b := x[2*j], x[2*j+1]
+			x[2*j] = a*cos[j] - b*sin[j]
+			x[2*j+1] = a*sin[j] + b*cos[j]
+		}
+	}
+}
+
+// attnTask attends every (token, KV head) pair of a batch; each pair is
+// independent, so they spread over the pool. A long-lived struct passed by
+// pointer keeps the hot loop free of allocations.
+type attnTask struct {
+	s       *State
+	cache   *kvcache.Cache
+	layer   int
+	n       int
+	scale   float32
+	observe bool
+}
+
+func (t *attnTask) Run(worker, lo, hi int) {
+	c := t.s.m.Config
+	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
+	probs := t.s.workerProbs[worker]
+	for item := lo; item < hi; item++ {
+		i, kh := item/c.KVHeads, item%c.KVHeads
+		// The batch's keys were appended in order after what the head kept.
+		limit := t.cache.Kept(t.layer, kh) - t.n + i + 1
+		off := i*dim + kh*g*hd
+		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs)
+		if t.observe {
+			t.cache.Observe(t.layer, kh, probs, g, limit, &t.s.workerScratch[worker])
+		}
+	}
+}
