@@ -435,6 +435,7 @@ func TestCorrupt(t *testing.T) {
 		{"magic", func(t testing.TB, b []byte) []byte { b[0] = 'X'; return b }, ErrNotGGUF, `starts with "XGUF"`},
 		{"empty", func(t testing.TB, b []byte) []byte { return b[:0] }, ErrTruncated, "magic number"},
 		{"version 1", func(t testing.TB, b []byte) []byte { put32(b, 4, 1); return b }, ErrVersion, "version 1"},
+		{"version 0", func(t testing.TB, b []byte) []byte { put32(b, 4, 0); return b }, ErrVersion, "version 0,"},
 		{"version 4", func(t testing.TB, b []byte) []byte { put32(b, 4, 4); return b }, ErrVersion, "version 4"},
 		{"big-endian", func(t testing.TB, b []byte) []byte { put32(b, 4, 3<<24); return b }, ErrVersion, "big-endian"},
 		{"truncated header", func(t testing.TB, b []byte) []byte { return b[:12] }, ErrTruncated, "tensor count"},
@@ -470,6 +471,11 @@ func TestCorrupt(t *testing.T) {
 		{"dims overflow", func(t testing.TB, b []byte) []byte {
 			put64(b, bInfo(t, b)+4, 1<<40)
 			put64(b, bInfo(t, b)+12, 1<<40)
+			return b
+		}, ErrShape, "more elements than fit"},
+		{"zero dim hiding overflow", func(t testing.TB, b []byte) []byte {
+			put64(b, bInfo(t, b)+4, 0)
+			put64(b, bInfo(t, b)+12, 1<<63)
 			return b
 		}, ErrShape, "more elements than fit"},
 		{"block multiple", func(t testing.TB, b []byte) []byte { put64(b, bInfo(t, b)+4, 33); return b }, ErrShape, "not a multiple of the q8_0 block size 32"},
@@ -549,6 +555,24 @@ func TestOpenErrors(t *testing.T) {
 	must(t, os.WriteFile(bad, b, 0o644))
 	if _, err := Open(bad); !errors.Is(err, ErrVersion) {
 		t.Errorf("version 1 file: %v", err)
+	}
+}
+
+// Zero extents are legal in ggml; such a tensor has no data and an empty
+// matrix view.
+func TestZeroSizedTensor(t *testing.T) {
+	w := NewWriter()
+	must(t, w.AddTensor("empty", tensor.Q8_0, []uint64{32, 0}, nil))
+	must(t, w.AddTensor("after", tensor.F32, []uint64{1}, []byte{1, 2, 3, 4}))
+	f, err := Parse("zero.gguf", encode(t, w))
+	must(t, err)
+	m, err := f.Matrix("empty")
+	must(t, err)
+	if m.Rows != 0 || m.Cols != 32 || len(m.Data) != 0 {
+		t.Errorf("empty tensor: %d×%d with %d bytes", m.Rows, m.Cols, len(m.Data))
+	}
+	if a, _ := f.Tensor("after"); !bytes.Equal(a.Data, []byte{1, 2, 3, 4}) {
+		t.Errorf("tensor after the empty one reads %v", a.Data)
 	}
 }
 

@@ -143,7 +143,7 @@ func (p *parser) parse() error {
 	case version == 2 || version == 3:
 	case version == 1:
 		return f.errorf(ErrVersion, "is GGUF version 1, an obsolete format that is not supported (re-convert the model to version 3)")
-	case version&0xffff == 0 && bits.ReverseBytes32(version) <= 3:
+	case version != 0 && version&0xffff == 0 && bits.ReverseBytes32(version) <= 3:
 		return f.errorf(ErrVersion, "looks like a big-endian GGUF file (version %d byte-swapped), which is not supported", bits.ReverseBytes32(version))
 	default:
 		return f.errorf(ErrVersion, "is GGUF version %d, which is not supported (only versions 2 and 3 are)", version)
@@ -296,13 +296,15 @@ func tensorBytes(t tensor.DType, dims []uint64) (uint64, error) {
 		return 0, fmt.Errorf("has a row length that is not a multiple of the %s block size %d", t, bs)
 	}
 	// Counting elements as well as bytes catches shapes whose element count
-	// overflows even when the packed byte count would not.
+	// overflows even when the packed byte count would not. Zero extents are
+	// counted as one so that a zero cannot hide an overflowing row count
+	// from Matrix, which needs every partial product to fit an int.
 	elems, size := uint64(1), dims[0]/bs*uint64(t.BlockBytes())
 	if hi, _ := bits.Mul64(dims[0]/bs, uint64(t.BlockBytes())); hi != 0 {
 		return 0, fmt.Errorf("is too large")
 	}
 	for _, d := range dims {
-		hi, lo := bits.Mul64(elems, d)
+		hi, lo := bits.Mul64(elems, max(d, 1))
 		if hi != 0 || lo > math.MaxInt64 {
 			return 0, fmt.Errorf("has more elements than fit in 63 bits")
 		}
