@@ -1,0 +1,251 @@
+//go:build amd64 && !purego
+
+package tensor
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// Assembly kernels (kernels_amd64.s). They take raw pointers and element or
+// block counts; the wrappers below check lengths, so the assembly can trust
+// them, and finish float tails that are not whole vectors.
+
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+//go:noescape
+func sumAVX2(x *float32, n int) float32
+
+//go:noescape
+func axpyAVX2(a float32, x, y *float32, n int)
+
+//go:noescape
+func dotF16AVX2(a *uint16, b *float32, n int) float32
+
+//go:noescape
+func dotBF16AVX2(a *uint16, b *float32, n int) float32
+
+//go:noescape
+func axpyF16AVX2(a float32, x *uint16, y *float32, n int)
+
+//go:noescape
+func f16ToF32sAVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func f32ToF16sAVX2(dst *uint16, src *float32, n int)
+
+//go:noescape
+func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
+
+//go:noescape
+func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
+
+//go:noescape
+func vdQ4KAVX2(w *byte, qs *int8, d *float32, bs32 *int16, nb int) float32
+
+//go:noescape
+func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
+
+//go:noescape
+func gemm4x3AVX2(w *float32, ws int, x *float32, xs int, k int, c *[12]float32)
+
+func init() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		bestKernels = avx2Kernels
+		kern = &bestKernels
+	}
+}
+
+var avx2Kernels = kernelSet{
+	name:      "avx2",
+	dot:       dotAVX2Go,
+	axpy:      axpyAVX2Go,
+	dotF16:    dotF16AVX2Go,
+	axpyF16:   axpyF16AVX2Go,
+	f16ToF32s: f16ToF32sAVX2Go,
+	f32ToF16s: f32ToF16sAVX2Go,
+	sum:       sumAVX2Go,
+	vdF32:     vdF32AVX2,
+	vdF16:     vdF16AVX2,
+	vdBF16:    vdBF16AVX2,
+	vdQ8_0:    vdQ8_0AVX2Go,
+	vdQ4_0:    vdQ4_0AVX2Go,
+	vdQ4K:     vdQ4KAVX2Go,
+	vdQ6K:     vdQ6KAVX2Go,
+	gemm4x3:   gemm4x3AVX2Go,
+}
+
+func dotAVX2Go(a, b []float32) float32 {
+	n := len(a)
+	if n == 0 {
+		return 0
+	}
+	b = b[:n]
+	v := n &^ 7
+	var s float32
+	if v > 0 {
+		s = dotAVX2(&a[0], &b[0], v)
+	}
+	for i := v; i < n; i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+func sumAVX2Go(x []float32) float32 {
+	n := len(x)
+	v := n &^ 7
+	var s float32
+	if v > 0 {
+		s = sumAVX2(&x[0], v)
+	}
+	for i := v; i < n; i++ {
+		s += x[i]
+	}
+	return s
+}
+
+func axpyAVX2Go(a float32, x, y []float32) {
+	n := len(x)
+	y = y[:n]
+	v := n &^ 7
+	if v > 0 {
+		axpyAVX2(a, &x[0], &y[0], v)
+	}
+	for i := v; i < n; i++ {
+		y[i] += a * x[i]
+	}
+}
+
+func dotF16AVX2Go(a []uint16, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	v := n &^ 7
+	var s float32
+	if v > 0 {
+		s = dotF16AVX2(&a[0], &b[0], v)
+	}
+	for i := v; i < n; i++ {
+		s += f16Table[a[i]] * b[i]
+	}
+	return s
+}
+
+func axpyF16AVX2Go(a float32, x []uint16, y []float32) {
+	n := len(x)
+	y = y[:n]
+	v := n &^ 7
+	if v > 0 {
+		axpyF16AVX2(a, &x[0], &y[0], v)
+	}
+	for i := v; i < n; i++ {
+		y[i] += a * f16Table[x[i]]
+	}
+}
+
+func f16ToF32sAVX2Go(dst []float32, src []uint16) {
+	n := len(src)
+	dst = dst[:n]
+	v := n &^ 7
+	if v > 0 {
+		f16ToF32sAVX2(&dst[0], &src[0], v)
+	}
+	for i := v; i < n; i++ {
+		dst[i] = f16Table[src[i]]
+	}
+}
+
+func f32ToF16sAVX2Go(dst []uint16, src []float32) {
+	n := len(src)
+	dst = dst[:n]
+	v := n &^ 7
+	if v > 0 {
+		f32ToF16sAVX2(&dst[0], &src[0], v)
+	}
+	for i := v; i < n; i++ {
+		dst[i] = F32ToF16(src[i])
+	}
+}
+
+// Weight rows arrive as bytes; reinterpreting them as float32/uint16 is
+// safe on amd64, which allows unaligned vector loads.
+
+func vdF32AVX2(w []byte, x []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	w = w[:4*len(x)]
+	return dotAVX2Go(unsafe.Slice((*float32)(unsafe.Pointer(&w[0])), len(x)), x)
+}
+
+func vdF16AVX2(w []byte, x []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	w = w[:2*len(x)]
+	return dotF16AVX2Go(unsafe.Slice((*uint16)(unsafe.Pointer(&w[0])), len(x)), x)
+}
+
+func vdBF16AVX2(w []byte, x []float32) float32 {
+	n := len(x)
+	if n == 0 {
+		return 0
+	}
+	w = w[:2*n]
+	v := n &^ 7
+	var s float32
+	if v > 0 {
+		s = dotBF16AVX2((*uint16)(unsafe.Pointer(&w[0])), &x[0], v)
+	}
+	for i := v; i < n; i++ {
+		s += BF16ToF32(le16(w[2*i:])) * x[i]
+	}
+	return s
+}
+
+func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
+	nb := len(d)
+	if nb == 0 {
+		return 0
+	}
+	_, _ = w[nb*q8_0Bytes-1], qs[nb*qk8_0-1]
+	return vdQ8_0AVX2(&w[0], &qs[0], &d[0], nb)
+}
+
+func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
+	nb := len(d)
+	if nb == 0 {
+		return 0
+	}
+	_, _ = w[nb*q4_0Bytes-1], qs[nb*qk4_0-1]
+	return vdQ4_0AVX2(&w[0], &qs[0], &d[0], nb)
+}
+
+func vdQ4KAVX2Go(w []byte, qs []int8, d []float32, bs32 []int16) float32 {
+	nb := len(d)
+	if nb == 0 {
+		return 0
+	}
+	_, _, _ = w[nb*q4KBytes-1], qs[nb*qkK-1], bs32[nb*8-1]
+	return vdQ4KAVX2(&w[0], &qs[0], &d[0], &bs32[0], nb)
+}
+
+func vdQ6KAVX2Go(w []byte, qs []int8, d []float32, bs16 []int16) float32 {
+	nb := len(d)
+	if nb == 0 {
+		return 0
+	}
+	_, _, _ = w[nb*q6KBytes-1], qs[nb*qkK-1], bs16[nb*16-1]
+	return vdQ6KAVX2(&w[0], &qs[0], &d[0], &bs16[0], nb)
+}
+
+func gemm4x3AVX2Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float32) {
+	if k <= 0 || k%8 != 0 {
+		gemm4x3Go(w, ws, x, xs, k, c)
+		return
+	}
+	_, _ = w[3*ws+k-1], x[2*xs+k-1]
+	gemm4x3AVX2(&w[0], ws, &x[0], xs, k, c)
+}

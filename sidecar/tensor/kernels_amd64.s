@@ -1,0 +1,887 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// AVX2/FMA/F16C kernels. Float loops handle whole vectors only; the Go
+// wrappers in kernels_amd64.go finish the tails, which keeps every loop
+// here branch-light. Block kernels take whole blocks.
+
+// Word-broadcast shuffles for Q4_K: mask k replicates 16-bit lane k of a
+// vector holding the 8 sub-block scales (or mins) in both 128-bit halves.
+
+DATA q4kShuf<>+0(SB)/8, $0x0100010001000100
+DATA q4kShuf<>+8(SB)/8, $0x0100010001000100
+DATA q4kShuf<>+16(SB)/8, $0x0100010001000100
+DATA q4kShuf<>+24(SB)/8, $0x0100010001000100
+DATA q4kShuf<>+32(SB)/8, $0x0302030203020302
+DATA q4kShuf<>+40(SB)/8, $0x0302030203020302
+DATA q4kShuf<>+48(SB)/8, $0x0302030203020302
+DATA q4kShuf<>+56(SB)/8, $0x0302030203020302
+DATA q4kShuf<>+64(SB)/8, $0x0504050405040504
+DATA q4kShuf<>+72(SB)/8, $0x0504050405040504
+DATA q4kShuf<>+80(SB)/8, $0x0504050405040504
+DATA q4kShuf<>+88(SB)/8, $0x0504050405040504
+DATA q4kShuf<>+96(SB)/8, $0x0706070607060706
+DATA q4kShuf<>+104(SB)/8, $0x0706070607060706
+DATA q4kShuf<>+112(SB)/8, $0x0706070607060706
+DATA q4kShuf<>+120(SB)/8, $0x0706070607060706
+DATA q4kShuf<>+128(SB)/8, $0x0908090809080908
+DATA q4kShuf<>+136(SB)/8, $0x0908090809080908
+DATA q4kShuf<>+144(SB)/8, $0x0908090809080908
+DATA q4kShuf<>+152(SB)/8, $0x0908090809080908
+DATA q4kShuf<>+160(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q4kShuf<>+168(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q4kShuf<>+176(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q4kShuf<>+184(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q4kShuf<>+192(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q4kShuf<>+200(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q4kShuf<>+208(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q4kShuf<>+216(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q4kShuf<>+224(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q4kShuf<>+232(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q4kShuf<>+240(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q4kShuf<>+248(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL q4kShuf<>(SB), RODATA|NOPTR, $256
+
+// Q6_K: mask t puts scale 2t in the low 128-bit half and 2t+1 in the high
+// half, matching the two 16-value groups one 32-byte vector spans.
+DATA q6kShuf<>+0(SB)/8, $0x0100010001000100
+DATA q6kShuf<>+8(SB)/8, $0x0100010001000100
+DATA q6kShuf<>+16(SB)/8, $0x0302030203020302
+DATA q6kShuf<>+24(SB)/8, $0x0302030203020302
+DATA q6kShuf<>+32(SB)/8, $0x0504050405040504
+DATA q6kShuf<>+40(SB)/8, $0x0504050405040504
+DATA q6kShuf<>+48(SB)/8, $0x0706070607060706
+DATA q6kShuf<>+56(SB)/8, $0x0706070607060706
+DATA q6kShuf<>+64(SB)/8, $0x0908090809080908
+DATA q6kShuf<>+72(SB)/8, $0x0908090809080908
+DATA q6kShuf<>+80(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q6kShuf<>+88(SB)/8, $0x0b0a0b0a0b0a0b0a
+DATA q6kShuf<>+96(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q6kShuf<>+104(SB)/8, $0x0d0c0d0c0d0c0d0c
+DATA q6kShuf<>+112(SB)/8, $0x0f0e0f0e0f0e0f0e
+DATA q6kShuf<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
+GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
+
+// Horizontal sum of Y0 into X0.
+#define HSUM0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPS       X1, X0, X0 \
+	VHADDPS      X0, X0, X0 \
+	VHADDPS      X0, X0, X0
+
+// func dotAVX2(a, b *float32, n int) float32
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot32:
+	CMPQ        CX, $32
+	JL          dot8
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     64(SI), Y6
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         dot32
+
+dot8:
+	CMPQ        CX, $8
+	JL          dotdone
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         dot8
+
+dotdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// func sumAVX2(x *float32, n int) float32
+TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+	MOVQ   x+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+sum32:
+	CMPQ   CX, $32
+	JL     sum8
+	VADDPS (SI), Y0, Y0
+	VADDPS 32(SI), Y1, Y1
+	VADDPS 64(SI), Y2, Y2
+	VADDPS 96(SI), Y3, Y3
+	ADDQ   $128, SI
+	SUBQ   $32, CX
+	JMP    sum32
+
+sum8:
+	CMPQ   CX, $8
+	JL     sumdone
+	VADDPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	SUBQ   $8, CX
+	JMP    sum8
+
+sumdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+16(FP)
+	RET
+
+// func axpyAVX2(a float32, x, y *float32, n int)
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSS a+0(FP), Y0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+
+axpy32:
+	CMPQ        CX, $32
+	JL          axpy8
+	VMOVUPS     (DI), Y1
+	VMOVUPS     32(DI), Y2
+	VMOVUPS     64(DI), Y3
+	VMOVUPS     96(DI), Y4
+	VFMADD231PS (SI), Y0, Y1
+	VFMADD231PS 32(SI), Y0, Y2
+	VFMADD231PS 64(SI), Y0, Y3
+	VFMADD231PS 96(SI), Y0, Y4
+	VMOVUPS     Y1, (DI)
+	VMOVUPS     Y2, 32(DI)
+	VMOVUPS     Y3, 64(DI)
+	VMOVUPS     Y4, 96(DI)
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         axpy32
+
+axpy8:
+	CMPQ        CX, $8
+	JL          axpydone
+	VMOVUPS     (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS     Y1, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         axpy8
+
+axpydone:
+	VZEROUPPER
+	RET
+
+// func dotF16AVX2(a *uint16, b *float32, n int) float32
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+h32:
+	CMPQ        CX, $32
+	JL          h8
+	VCVTPH2PS   (SI), Y4
+	VCVTPH2PS   16(SI), Y5
+	VCVTPH2PS   32(SI), Y6
+	VCVTPH2PS   48(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         h32
+
+h8:
+	CMPQ        CX, $8
+	JL          hdone
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         h8
+
+hdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// func dotBF16AVX2(a *uint16, b *float32, n int) float32
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+b32:
+	CMPQ        CX, $32
+	JL          b8
+	VPMOVZXWD   (SI), Y4
+	VPMOVZXWD   16(SI), Y5
+	VPMOVZXWD   32(SI), Y6
+	VPMOVZXWD   48(SI), Y7
+	VPSLLD      $16, Y4, Y4
+	VPSLLD      $16, Y5, Y5
+	VPSLLD      $16, Y6, Y6
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JMP         b32
+
+b8:
+	CMPQ        CX, $8
+	JL          bdone
+	VPMOVZXWD   (SI), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         b8
+
+bdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// func axpyF16AVX2(a float32, x *uint16, y *float32, n int)
+TEXT ·axpyF16AVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSS a+0(FP), Y0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+
+ah8:
+	CMPQ        CX, $8
+	JL          ahdone
+	VCVTPH2PS   (SI), Y2
+	VMOVUPS     (DI), Y1
+	VFMADD231PS Y2, Y0, Y1
+	VMOVUPS     Y1, (DI)
+	ADDQ        $16, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         ah8
+
+ahdone:
+	VZEROUPPER
+	RET
+
+// func f16ToF32sAVX2(dst *float32, src *uint16, n int)
+TEXT ·f16ToF32sAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+c8:
+	CMPQ      CX, $8
+	JL        cdone
+	VCVTPH2PS (SI), Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JMP       c8
+
+cdone:
+	VZEROUPPER
+	RET
+
+// func f32ToF16sAVX2(dst *uint16, src *float32, n int)
+TEXT ·f32ToF16sAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+e8:
+	CMPQ      CX, $8
+	JL        edone
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X1 // imm 0: round to nearest even
+	VMOVDQU   X1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $16, DI
+	SUBQ      $8, CX
+	JMP       e8
+
+edone:
+	VZEROUPPER
+	RET
+
+// Loads the product of an f16 weight scale at off(SI) and the float32
+// activation scale at (DX), broadcast into Yreg (Xreg is its low half).
+#define SCALE(off, X, Y) \
+	MOVWLZX      off(SI), AX \
+	VMOVD        AX, X \
+	VCVTPH2PS    X, X \
+	VMULSS       (DX), X, X \
+	VBROADCASTSS X, Y
+
+// Signed int8 × int8 dot of 32-byte vectors Yw, Ya into 8 int32 lanes of Yout,
+// using |w| (unsigned) × a·sign(w) (signed) since VPMADDUBSW needs one
+// unsigned operand. |w| ≤ 127 here (-128 never occurs in Q8_0 or Q4_0−8), so
+// pairs cannot saturate. Y15 holds int16 ones.
+#define MULSUM_I8(Yw, Ya, Yt, Yout) \
+	VPSIGNB    Yw, Ya, Yt \
+	VPSIGNB    Yw, Yw, Yout \
+	VPMADDUBSW Yt, Yout, Yout \
+	VPMADDWD   Y15, Yout, Yout
+
+// func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
+TEXT ·vdQ8_0AVX2(SB), NOSPLIT, $0-36
+	MOVQ          w+0(FP), SI
+	MOVQ          qs+8(FP), DI
+	MOVQ          d+16(FP), DX
+	MOVQ          nb+24(FP), CX
+	VXORPS        Y0, Y0, Y0
+	VXORPS        Y1, Y1, Y1
+	MOVL          $0x00010001, AX
+	VMOVD         AX, X15
+	VPBROADCASTD  X15, Y15
+
+q8two:
+	CMPQ        CX, $2
+	JL          q8one
+	VMOVDQU     2(SI), Y2
+	VMOVDQU     (DI), Y3
+	MULSUM_I8(Y2, Y3, Y4, Y5)
+	VMOVDQU     36(SI), Y6
+	VMOVDQU     32(DI), Y7
+	MULSUM_I8(Y6, Y7, Y8, Y9)
+	VCVTDQ2PS   Y5, Y5
+	VCVTDQ2PS   Y9, Y9
+	SCALE(0, X10, Y10)
+	ADDQ        $4, DX
+	SCALE(34, X11, Y11)
+	ADDQ        $4, DX
+	VFMADD231PS Y10, Y5, Y0
+	VFMADD231PS Y11, Y9, Y1
+	ADDQ        $68, SI
+	ADDQ        $64, DI
+	SUBQ        $2, CX
+	JMP         q8two
+
+q8one:
+	TESTQ       CX, CX
+	JZ          q8done
+	VMOVDQU     2(SI), Y2
+	VMOVDQU     (DI), Y3
+	MULSUM_I8(Y2, Y3, Y4, Y5)
+	VCVTDQ2PS   Y5, Y5
+	SCALE(0, X10, Y10)
+	VFMADD231PS Y10, Y5, Y0
+
+q8done:
+	VADDPS Y1, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+32(FP)
+	RET
+
+// Expands the 16 Q4_0 nibble bytes at off(SI) into 32 signed values q−8:
+// low nibbles (elements 0..15) in the low half, high nibbles in the high.
+// Y14 holds 0x0F bytes, Y13 holds 8s.
+#define Q4_0LOAD(off, X, Y, Xt) \
+	VMOVDQU     off(SI), X \
+	VPSRLW      $4, X, Xt \
+	VINSERTI128 $1, Xt, Y, Y \
+	VPAND       Y14, Y, Y \
+	VPSUBB      Y13, Y, Y
+
+// func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
+TEXT ·vdQ4_0AVX2(SB), NOSPLIT, $0-36
+	MOVQ          w+0(FP), SI
+	MOVQ          qs+8(FP), DI
+	MOVQ          d+16(FP), DX
+	MOVQ          nb+24(FP), CX
+	VXORPS        Y0, Y0, Y0
+	VXORPS        Y1, Y1, Y1
+	MOVL          $0x00010001, AX
+	VMOVD         AX, X15
+	VPBROADCASTD  X15, Y15
+	MOVL          $0x0f0f0f0f, AX
+	VMOVD         AX, X14
+	VPBROADCASTD  X14, Y14
+	MOVL          $0x08080808, AX
+	VMOVD         AX, X13
+	VPBROADCASTD  X13, Y13
+
+q4two:
+	CMPQ        CX, $2
+	JL          q4one
+	Q4_0LOAD(2, X2, Y2, X12)
+	VMOVDQU     (DI), Y3
+	MULSUM_I8(Y2, Y3, Y4, Y5)
+	Q4_0LOAD(20, X6, Y6, X12)
+	VMOVDQU     32(DI), Y7
+	MULSUM_I8(Y6, Y7, Y8, Y9)
+	VCVTDQ2PS   Y5, Y5
+	VCVTDQ2PS   Y9, Y9
+	SCALE(0, X10, Y10)
+	ADDQ        $4, DX
+	SCALE(18, X11, Y11)
+	ADDQ        $4, DX
+	VFMADD231PS Y10, Y5, Y0
+	VFMADD231PS Y11, Y9, Y1
+	ADDQ        $36, SI
+	ADDQ        $64, DI
+	SUBQ        $2, CX
+	JMP         q4two
+
+q4one:
+	TESTQ       CX, CX
+	JZ          q4done
+	Q4_0LOAD(2, X2, Y2, X12)
+	VMOVDQU     (DI), Y3
+	MULSUM_I8(Y2, Y3, Y4, Y5)
+	VCVTDQ2PS   Y5, Y5
+	SCALE(0, X10, Y10)
+	VFMADD231PS Y10, Y5, Y0
+
+q4done:
+	VADDPS Y1, Y0, Y0
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+32(FP)
+	RET
+
+// func vdQ4KAVX2(w *byte, qs *int8, d *float32, bs32 *int16, nb int) float32
+//
+// Per super-block: unpack the 12-byte scale field into 8 scales and 8 mins
+// with scalar shifts and masks; the mins term Σ m·Σq8 uses the activation's
+// per-32 sums (VPMADDWD), and each 32-value sub-block contributes
+// sc·Σ q4·q8 via VPMADDUBSW (q4 unsigned, q8 signed) then VPMADDWD by the
+// broadcast scale.
+TEXT ·vdQ4KAVX2(SB), NOSPLIT, $0-44
+	MOVQ          w+0(FP), SI
+	MOVQ          qs+8(FP), DI
+	MOVQ          d+16(FP), DX
+	MOVQ          bs32+24(FP), R8
+	MOVQ          nb+32(FP), CX
+	VXORPS        Y0, Y0, Y0 // Σ d·sumi
+	VXORPS        Y1, Y1, Y1 // Σ dmin·summ (low 4 lanes)
+	MOVL          $0x0f0f0f0f, AX
+	VMOVD         AX, X15
+	VPBROADCASTD  X15, Y15
+
+q4kloop:
+	TESTQ CX, CX
+	JZ    q4kdone
+
+	// Scale field bytes 4..15 of the block: utmp0..2.
+	MOVL 4(SI), AX
+	MOVL 8(SI), BX
+	MOVL 12(SI), R9
+	// mins 4..7: ((u2>>4)&0x0f) | (((u1>>6)&3)<<4)
+	MOVL R9, R10
+	SHRL $4, R10
+	ANDL $0x0f0f0f0f, R10
+	MOVL BX, R11
+	SHRL $6, R11
+	ANDL $0x03030303, R11
+	SHLL $4, R11
+	ORL  R11, R10
+	// mins 0..3: u1&0x3f
+	MOVL BX, R12
+	ANDL $0x3f3f3f3f, R12
+	// scales 4..7: (u2&0x0f) | (((u0>>6)&3)<<4)
+	MOVL R9, R11
+	ANDL $0x0f0f0f0f, R11
+	MOVL AX, R13
+	SHRL $6, R13
+	ANDL $0x03030303, R13
+	SHLL $4, R13
+	ORL  R13, R11
+	// scales 0..3: u0&0x3f
+	ANDL $0x3f3f3f3f, AX
+	SHLQ $32, R11
+	ORQ  R11, AX
+	SHLQ $32, R10
+	ORQ  R10, R12
+
+	// Scales as words in both 128-bit halves for the VPSHUFB broadcasts
+	// (taken out of AX before SCALE reuses it).
+	VMOVQ       AX, X8
+	VPMOVZXBW   X8, X8
+	VINSERTI128 $1, X8, Y8, Y8
+
+	// Mins term: Σ_j m_j·bs32_j, scaled by dmin·d8.
+	VMOVQ       R12, X9
+	VPMOVZXBW   X9, X9
+	VPMADDWD    (R8), X9, X9
+	VCVTDQ2PS   X9, X9
+	SCALE(2, X10, Y10)
+	VFMADD231PS X10, X9, X1
+	VPXOR       Y6, Y6, Y6
+	VPXOR       Y7, Y7, Y7
+
+	VMOVDQU    16(SI), Y2
+	VPSRLW     $4, Y2, Y3
+	VPAND      Y15, Y2, Y2
+	VPAND      Y15, Y3, Y3
+	VPMADDUBSW 0(DI), Y2, Y2
+	VPMADDUBSW 32(DI), Y3, Y3
+	VPSHUFB    q4kShuf<>+0(SB), Y8, Y4
+	VPSHUFB    q4kShuf<>+32(SB), Y8, Y5
+	VPMADDWD   Y4, Y2, Y2
+	VPMADDWD   Y5, Y3, Y3
+	VPADDD     Y2, Y6, Y6
+	VPADDD     Y3, Y7, Y7
+
+	VMOVDQU    48(SI), Y2
+	VPSRLW     $4, Y2, Y3
+	VPAND      Y15, Y2, Y2
+	VPAND      Y15, Y3, Y3
+	VPMADDUBSW 64(DI), Y2, Y2
+	VPMADDUBSW 96(DI), Y3, Y3
+	VPSHUFB    q4kShuf<>+64(SB), Y8, Y4
+	VPSHUFB    q4kShuf<>+96(SB), Y8, Y5
+	VPMADDWD   Y4, Y2, Y2
+	VPMADDWD   Y5, Y3, Y3
+	VPADDD     Y2, Y6, Y6
+	VPADDD     Y3, Y7, Y7
+
+	VMOVDQU    80(SI), Y2
+	VPSRLW     $4, Y2, Y3
+	VPAND      Y15, Y2, Y2
+	VPAND      Y15, Y3, Y3
+	VPMADDUBSW 128(DI), Y2, Y2
+	VPMADDUBSW 160(DI), Y3, Y3
+	VPSHUFB    q4kShuf<>+128(SB), Y8, Y4
+	VPSHUFB    q4kShuf<>+160(SB), Y8, Y5
+	VPMADDWD   Y4, Y2, Y2
+	VPMADDWD   Y5, Y3, Y3
+	VPADDD     Y2, Y6, Y6
+	VPADDD     Y3, Y7, Y7
+
+	VMOVDQU    112(SI), Y2
+	VPSRLW     $4, Y2, Y3
+	VPAND      Y15, Y2, Y2
+	VPAND      Y15, Y3, Y3
+	VPMADDUBSW 192(DI), Y2, Y2
+	VPMADDUBSW 224(DI), Y3, Y3
+	VPSHUFB    q4kShuf<>+192(SB), Y8, Y4
+	VPSHUFB    q4kShuf<>+224(SB), Y8, Y5
+	VPMADDWD   Y4, Y2, Y2
+	VPMADDWD   Y5, Y3, Y3
+	VPADDD     Y2, Y6, Y6
+	VPADDD     Y3, Y7, Y7
+
+	VPADDD      Y7, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	SCALE(0, X10, Y10)
+	VFMADD231PS Y10, Y6, Y0
+
+	ADDQ $144, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	ADDQ $16, R8
+	DECQ CX
+	JMP  q4kloop
+
+q4kdone:
+	VSUBPS Y1, Y0, Y0 // Y1's high half is zero (VEX 128-bit ops clear it)
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+40(FP)
+	RET
+
+// func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
+//
+// q6 values are assembled unsigned (0..63) so VPMADDUBSW applies; the −32
+// offset is removed afterwards as 32·Σ sc·Σq8 from the activation's per-16
+// sums.
+TEXT ·vdQ6KAVX2(SB), NOSPLIT, $0-44
+	MOVQ          w+0(FP), SI
+	MOVQ          qs+8(FP), DI
+	MOVQ          d+16(FP), DX
+	MOVQ          bs16+24(FP), R8
+	MOVQ          nb+32(FP), CX
+	VXORPS        Y0, Y0, Y0
+	MOVL          $0x0f0f0f0f, AX
+	VMOVD         AX, X15
+	VPBROADCASTD  X15, Y15
+	MOVL          $0x30303030, AX
+	VMOVD         AX, X13
+	VPBROADCASTD  X13, Y13
+
+q6kloop:
+	TESTQ CX, CX
+	JZ    q6kdone
+
+	// Offset term 32·Σ sc_k·bs16_k, kept to subtract from the int sum.
+	VPMOVSXBW 192(SI), Y8
+	VPMADDWD  (R8), Y8, Y9
+	VPSLLD    $5, Y9, Y9
+	VPXOR     Y6, Y6, Y6
+
+	VPMOVSXBW   192(SI), X10
+	VINSERTI128 $1, X10, Y10, Y10
+	VMOVDQU     0(SI), Y2
+	VMOVDQU     32(SI), Y3
+	VMOVDQU     128(SI), Y4
+	// q1 = ql[0:32]&15 | (qh&3)<<4
+	VPSLLW      $4, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPAND       Y15, Y2, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  0(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+0(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q2 = ql[32:64]&15 | (qh>>2&3)<<4
+	VPSLLW      $2, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPAND       Y15, Y3, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  32(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+32(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q3 = ql[0:32]>>4 | (qh>>4&3)<<4
+	VPAND       Y13, Y4, Y11
+	VPSRLW      $4, Y2, Y5
+	VPAND       Y15, Y5, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  64(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+64(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q4 = ql[32:64]>>4 | (qh>>6)<<4
+	VPSRLW      $2, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPSRLW      $4, Y3, Y5
+	VPAND       Y15, Y5, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  96(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+96(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+
+	VPMOVSXBW   200(SI), X10
+	VINSERTI128 $1, X10, Y10, Y10
+	VMOVDQU     64(SI), Y2
+	VMOVDQU     96(SI), Y3
+	VMOVDQU     160(SI), Y4
+	// q1 = ql[0:32]&15 | (qh&3)<<4
+	VPSLLW      $4, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPAND       Y15, Y2, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  128(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+0(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q2 = ql[32:64]&15 | (qh>>2&3)<<4
+	VPSLLW      $2, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPAND       Y15, Y3, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  160(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+32(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q3 = ql[0:32]>>4 | (qh>>4&3)<<4
+	VPAND       Y13, Y4, Y11
+	VPSRLW      $4, Y2, Y5
+	VPAND       Y15, Y5, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  192(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+64(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+	// q4 = ql[32:64]>>4 | (qh>>6)<<4
+	VPSRLW      $2, Y4, Y11
+	VPAND       Y13, Y11, Y11
+	VPSRLW      $4, Y3, Y5
+	VPAND       Y15, Y5, Y5
+	VPOR        Y11, Y5, Y5
+	VPMADDUBSW  224(DI), Y5, Y5
+	VPSHUFB     q6kShuf<>+96(SB), Y10, Y12
+	VPMADDWD    Y12, Y5, Y5
+	VPADDD      Y5, Y6, Y6
+
+	VPSUBD      Y9, Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	SCALE(208, X10, Y10)
+	VFMADD231PS Y10, Y6, Y0
+
+	ADDQ $210, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	ADDQ $32, R8
+	DECQ CX
+	JMP  q6kloop
+
+q6kdone:
+	HSUM0
+	VZEROUPPER
+	MOVSS  X0, ret+40(FP)
+	RET
+
+// func gemm4x3AVX2(w *float32, ws int, x *float32, xs int, k int, c *[12]float32)
+//
+// Register-blocked micro-kernel: 4 weight rows × 3 activation rows, twelve
+// accumulators, so each loaded weight vector feeds three FMAs and each
+// activation vector four.
+TEXT ·gemm4x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ   w+0(FP), SI
+	MOVQ   ws+8(FP), R9
+	SHLQ   $2, R9
+	LEAQ   (SI)(R9*1), R10
+	LEAQ   (R10)(R9*1), R11
+	LEAQ   (R11)(R9*1), R12
+	MOVQ   x+16(FP), DI
+	MOVQ   xs+24(FP), R13
+	SHLQ   $2, R13
+	LEAQ   (DI)(R13*1), R14
+	LEAQ   (R14)(R13*1), R15
+	MOVQ   k+32(FP), DX
+	SHLQ   $2, DX
+	XORQ   BX, BX
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gemmloop:
+	VMOVUPS (DI)(BX*1), Y12
+	VMOVUPS (R14)(BX*1), Y13
+	VMOVUPS (R15)(BX*1), Y14
+	VMOVUPS     (SI)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (R10)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R11)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (R12)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ $32, BX
+	CMPQ BX, DX
+	JL   gemmloop
+
+	MOVQ c+40(FP), DI
+	VEXTRACTF128 $1, Y0, X12
+	VADDPS       X12, X0, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 0(DI)
+	VEXTRACTF128 $1, Y1, X12
+	VADDPS       X12, X1, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 4(DI)
+	VEXTRACTF128 $1, Y2, X12
+	VADDPS       X12, X2, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 8(DI)
+	VEXTRACTF128 $1, Y3, X12
+	VADDPS       X12, X3, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 12(DI)
+	VEXTRACTF128 $1, Y4, X12
+	VADDPS       X12, X4, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 16(DI)
+	VEXTRACTF128 $1, Y5, X12
+	VADDPS       X12, X5, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 20(DI)
+	VEXTRACTF128 $1, Y6, X12
+	VADDPS       X12, X6, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 24(DI)
+	VEXTRACTF128 $1, Y7, X12
+	VADDPS       X12, X7, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 28(DI)
+	VEXTRACTF128 $1, Y8, X12
+	VADDPS       X12, X8, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 32(DI)
+	VEXTRACTF128 $1, Y9, X12
+	VADDPS       X12, X9, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 36(DI)
+	VEXTRACTF128 $1, Y10, X12
+	VADDPS       X12, X10, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 40(DI)
+	VEXTRACTF128 $1, Y11, X12
+	VADDPS       X12, X11, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
+	VMOVSS       X12, 44(DI)
+	VZEROUPPER
+	RET
