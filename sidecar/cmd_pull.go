@@ -113,7 +113,7 @@ flags:
 
 func pullFailed(stderr io.Writer, err error) int {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "\nfastgen pull: interrupted: %v\n", err)
+		fmt.Fprintf(stderr, "fastgen pull: interrupted: %v\n", err)
 	} else {
 		fmt.Fprintf(stderr, "fastgen pull: %v\n", err)
 	}

@@ -106,12 +106,16 @@ func (b *Bar) draw(final bool) {
 	} else {
 		s.WriteString(FormatBytes(b.done))
 	}
-	fmt.Fprintf(&s, " %s/s", FormatBytes(int64(rate)))
+	// The first chunks arrive in a burst from socket buffers, so a rate
+	// measured over less than half a second wildly overstates the link.
 	switch {
 	case final:
-		fmt.Fprintf(&s, " in %s", formatDuration(elapsed))
+		fmt.Fprintf(&s, " %s/s in %s", FormatBytes(int64(rate)), formatDuration(elapsed))
+	case elapsed < 0.5:
 	case b.total > 0 && rate > 0:
-		fmt.Fprintf(&s, " ETA %s", formatDuration(float64(b.total-b.done)/rate))
+		fmt.Fprintf(&s, " %s/s ETA %s", FormatBytes(int64(rate)), formatDuration(float64(b.total-b.done)/rate))
+	default:
+		fmt.Fprintf(&s, " %s/s", FormatBytes(int64(rate)))
 	}
 	// Clear what a longer previous line left behind.
 	s.WriteString("\x1b[K")
