@@ -26,6 +26,17 @@ type Batch struct {
 	Profiler Profiler
 	// AllLogits asks for the logits of every position, not only the last.
 	AllLogits bool
+	// Attention, when set, sees every head's attention probabilities right
+	// after it attends (before any eviction), e.g. to measure attention loss
+	// against a shadow full cache. Calls for different heads run
+	// concurrently.
+	Attention AttentionObserver
+}
+
+// AttentionObserver receives attention probabilities: groups rows of limit
+// values, row g at probs[g*limit:], over the head's first limit entries.
+type AttentionObserver interface {
+	Attention(layer, kvHead, token int, probs []float32, groups, limit int)
 }
 
 // State is one sequence's working memory for the forward pass. Buffers grow
@@ -141,7 +152,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 			cache.AppendAt(li, i, b.Flags[i], k[i*kvd:(i+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
 
-		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe = cache, li, n, scale, b.Observe
+		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
 		s.pool.Parallel(n*c.KVHeads, 1, &s.attn)
 		if b.Profiler != nil {
 			b.Profiler.Layer(li, q, dim, cache, scale)
@@ -241,6 +252,7 @@ type attnTask struct {
 	n       int
 	scale   float32
 	observe bool
+	obs     AttentionObserver
 }
 
 func (t *attnTask) Run(worker, lo, hi int) {
@@ -253,6 +265,9 @@ func (t *attnTask) Run(worker, lo, hi int) {
 		limit := t.cache.Kept(t.layer, kh) - t.n + i + 1
 		off := i*dim + kh*g*hd
 		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs)
+		if t.obs != nil {
+			t.obs.Attention(t.layer, kh, i, probs[:g*limit], g, limit)
+		}
 		if t.observe {
 			t.cache.Observe(t.layer, kh, probs, g, limit, &t.s.workerScratch[worker])
 		}
