@@ -291,12 +291,12 @@ func (t *Tokenizer) piece(dst []byte, id int) []byte {
 func (t *Tokenizer) Piece(id int) string { return string(t.piece(nil, id)) }
 
 // Decode turns ids into text. Control tokens give nothing (llama.cpp's
-// default); for SPM vocabs the dummy-prefix space that Encode added is
-// removed from the first text token when it starts the output or follows
-// BOS, as llama2.c's decode does, so Decode(Encode(s)) == s.
+// default). For SPM vocabs the dummy-prefix space that Encode adds to each
+// text fragment is removed again: from the first text token of the output and
+// from the first one after a control or user-defined token. That includes
+// llama2.c's strip after BOS, and makes Decode(Encode(s)) == s.
 func (t *Tokenizer) Decode(ids []int) string {
-	var d StreamDecoder
-	d.t = t
+	d := StreamDecoder{t: t, afterSpecial: true}
 	buf := make([]byte, 0, len(ids)*4)
 	for _, id := range ids {
 		buf = d.appendPiece(buf, id)
@@ -307,30 +307,36 @@ func (t *Tokenizer) Decode(ids []int) string {
 // StreamDecoder turns ids into text as they are generated, emitting only
 // complete UTF-8 so a character split over byte tokens is never cut.
 type StreamDecoder struct {
-	t       *Tokenizer
-	started bool // a token other than BOS has been seen
-	prevBOS bool
-	pending []byte
+	t *Tokenizer
+	// afterSpecial: the next text token starts a fragment that Encode gave
+	// a dummy prefix.
+	afterSpecial bool
+	pending      []byte
 }
 
-// NewStreamDecoder starts a decoder whose output, concatenated, equals
-// Decode of the same ids.
-func (t *Tokenizer) NewStreamDecoder() *StreamDecoder { return &StreamDecoder{t: t} }
+// NewStreamDecoder starts a decoder whose output, concatenated with Flush,
+// equals Decode of the same ids.
+func (t *Tokenizer) NewStreamDecoder() *StreamDecoder {
+	return &StreamDecoder{t: t, afterSpecial: true}
+}
 
 func (d *StreamDecoder) appendPiece(dst []byte, id int) []byte {
 	t := d.t
 	if id < 0 || id >= len(t.v.Tokens) {
 		return dst
 	}
-	if t.types[id] == Control {
-		d.prevBOS = id == t.v.BOS
+	ty := t.types[id]
+	if ty == Control {
+		d.afterSpecial = true
 		return dst
 	}
-	strip := !t.isBPE && (!d.started || d.prevBOS)
-	d.started, d.prevBOS = true, false
+	// Byte tokens are never stripped: run.c compares the piece text, which
+	// for them is "<0x20>", not a space.
+	strip := !t.isBPE && d.afterSpecial && ty != Byte
+	d.afterSpecial = ty == UserDefined
 	n := len(dst)
 	dst = t.piece(dst, id)
-	if strip && len(dst) > n && dst[n] == ' ' {
+	if strip && ty != UserDefined && len(dst) > n && dst[n] == ' ' {
 		dst = append(dst[:n], dst[n+1:]...)
 	}
 	return dst
