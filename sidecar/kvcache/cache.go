@@ -62,10 +62,14 @@ type Scratch struct {
 // observed and applied concurrently; anything else is for one goroutine.
 // Its Pool is safe for concurrent use.
 type Cache struct {
-	cfg     Config
-	pool    *Pool
-	heads   []head
-	next    int32   // the next position to be appended (the current length)
+	cfg   Config
+	pool  *Pool
+	heads []head
+	next  int32 // the next position to be appended (the current length)
+	// top is one past the highest position appended, Advance or not. A
+	// decode step appends and observes every layer before Advance, so the
+	// policies must measure the current length from top, not next.
+	top     int32
 	scratch Scratch // for single-threaded callers (ApplyAll)
 	closed  bool
 }
@@ -148,12 +152,7 @@ func (c *Cache) PrunedRatio() float64 {
 // layer. k and v hold KVHeads rows of HeadDim (keys already rotated). The
 // position counter advances once every layer has appended (call Advance).
 func (c *Cache) Append(layer int, flags Flags, k, v []float32) {
-	d := c.pool.headDim
-	pos := c.next
-	for kh := 0; kh < c.cfg.KVHeads; kh++ {
-		h := c.h(layer, kh)
-		c.appendRow(h, pos, flags, k[kh*d:(kh+1)*d], v[kh*d:(kh+1)*d])
-	}
+	c.AppendAt(layer, 0, flags, k, v)
 }
 
 // AppendAt is Append for a token at an explicit offset from the current
@@ -162,13 +161,17 @@ func (c *Cache) Append(layer int, flags Flags, k, v []float32) {
 func (c *Cache) AppendAt(layer int, offset int, flags Flags, k, v []float32) {
 	d := c.pool.headDim
 	pos := c.next + int32(offset)
+	c.top = max(c.top, pos+1)
 	for kh := 0; kh < c.cfg.KVHeads; kh++ {
 		c.appendRow(c.h(layer, kh), pos, flags, k[kh*d:(kh+1)*d], v[kh*d:(kh+1)*d])
 	}
 }
 
 // Advance moves the current length forward by n appended positions.
-func (c *Cache) Advance(n int) { c.next += int32(n) }
+func (c *Cache) Advance(n int) {
+	c.next += int32(n)
+	c.top = max(c.top, c.next)
+}
 
 func (c *Cache) appendRow(h *head, pos int32, flags Flags, k, v []float32) {
 	be := c.pool.blockEntries
@@ -269,7 +272,9 @@ func (c *Cache) Observe(layer, kvHead int, probs []float32, groups, limit int, s
 	}
 	be := c.pool.blockEntries
 	inv := 1 / float32(groups)
-	for j := 0; j < min(limit, h.n); j++ {
+	// Attend's rows have stride min(limit, Kept), whatever limit was asked.
+	limit = min(limit, h.n)
+	for j := 0; j < limit; j++ {
 		var s float32
 		for g := 0; g < groups; g++ {
 			s += probs[g*limit+j]
@@ -298,15 +303,17 @@ func (c *Cache) AddScores(layer, kvHead int, p []float32) {
 }
 
 // Apply re-applies a head's policy at the current length and evicts what it
-// no longer keeps. The newest entry is at position Len()−1.
+// no longer keeps. The newest entry is the highest position appended so far:
+// Len()−1 after Advance, Len() during a decode step (Observe runs before the
+// step's Advance), so t counts the new token either way.
 func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 	h := c.h(layer, kvHead)
 	p := h.policy
 	if p.IsFull() || h.n == 0 {
 		return
 	}
-	t := int(c.next)
-	cur := c.next - 1
+	t := int(c.top)
+	cur := c.top - 1
 	be := c.pool.blockEntries
 	window := int32(p.Window.At(t))
 	var (
@@ -342,7 +349,9 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 				return true
 			}
 		}
-		return false
+		// Random keeps everything here and trims to its budget below; without
+		// this a random-only policy would evict every entry.
+		return p.Keep&Random != 0
 	}
 	// Walk from the end so a hole is always filled by an entry already judged.
 	for j := h.n - 1; j >= 0; j-- {
@@ -460,7 +469,7 @@ func (c *Cache) TakeEvicted(layer, kvHead int) []int32 {
 // shares one prefill and decodes two policies from it).
 func (c *Cache) Fork() *Cache {
 	f := New(c.cfg, c.pool)
-	f.next = c.next
+	f.next, f.top = c.next, c.top
 	for hi := range c.heads {
 		src, dst := &c.heads[hi], &f.heads[hi]
 		dst.policy, dst.n = src.policy, src.n
