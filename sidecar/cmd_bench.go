@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fastgen/fastgen/sidecar/engine"
+	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
+)
+
+func init() {
+	register("bench", "measure prefill and decode speed on random-weight models of real shapes", runBench)
+}
+
+// benchJSON is one run's line of `bench --json`. Field names are fixed.
+type benchJSON struct {
+	Shape        string  `json:"shape"`
+	DType        string  `json:"dtype"`
+	Threads      int     `json:"threads"`
+	KV           string  `json:"kv"`
+	Context      int     `json:"context"`
+	PrefillTokS  float64 `json:"prefill_tok_s"`
+	DecodeTokS   float64 `json:"decode_tok_s"`
+	WeightBytes  int64   `json:"weight_bytes_per_token"`
+	DecodeGBs    float64 `json:"decode_gbs"`
+	BandwidthGBs float64 `json:"bandwidth_gbs"`
+	RooflinePct  float64 `json:"roofline_pct"`
+	PrunedRatio  float64 `json:"pruned_ratio"`
+	KVBytes      int64   `json:"kv_bytes"`
+	KVBytesFull  int64   `json:"kv_bytes_full"`
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", stderr)
+	shapes := fs.String("shape", "110M", "comma-separated shapes: 15M, 110M, 1.1B")
+	dtypes := fs.String("dtype", "f16", "comma-separated weight types: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
+	promptN := fs.Int("prompt", 512, "prompt tokens for prefill")
+	decodeN := fs.Int("decode", 128, "tokens to decode")
+	kvMode := fs.String("kv", "full", "cache mode while decoding: full or a baseline (local, h2o, ...)")
+	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
+	asJSON := fs.Bool("json", false, "one JSON object per run")
+	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
+	if st := parseFlags(fs, args); st >= 0 {
+		return st
+	}
+	kv := engine.KVOptions{Mode: *kvMode}
+	if *budget != "" {
+		b, err := kvcache.ParseBudget(*budget)
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen bench:", err)
+			return exitBadInput
+		}
+		kv.Budget = b
+	}
+	if err := kv.Validate(); err != nil || kv.Mode == kvcache.ModeFastGen {
+		fmt.Fprintln(stderr, "fastgen bench: --kv must be full or a baseline with --budget (FastGen's pruning depends on the prompt; use eval for it)")
+		return exitBadInput
+	}
+	if *promptN < 1 || *decodeN < 1 {
+		fmt.Fprintln(stderr, "fastgen bench: --prompt and --decode must be ≥ 1")
+		return exitBadInput
+	}
+	dir := *cacheDir
+	if dir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen bench:", err)
+			return exitFailure
+		}
+		dir = filepath.Join(d, "fastgen", "bench")
+	}
+	pool := tensor.NewPool(*threads)
+	bw := tensor.MeasureBandwidth(pool, 1<<30, 5)
+	nThreads := pool.Threads()
+	pool.Close()
+	if !*asJSON {
+		fmt.Fprintf(stdout, "read bandwidth: %.1f GB/s on %d threads (%s)\n", bw, nThreads, tensor.KernelName())
+		fmt.Fprintf(stdout, "%-6s %-6s %12s %12s %10s %9s\n", "shape", "dtype", "prefill t/s", "decode t/s", "GB/s", "roofline")
+	}
+	for _, sn := range strings.Split(*shapes, ",") {
+		shape, ok := model.Shapes[strings.TrimSpace(sn)]
+		if !ok {
+			fmt.Fprintf(stderr, "fastgen bench: unknown shape %q (want 15M, 110M or 1.1B)\n", sn)
+			return exitBadInput
+		}
+		for _, dn := range strings.Split(*dtypes, ",") {
+			dt, err := tensor.ParseDType(strings.TrimSpace(dn))
+			if err != nil {
+				fmt.Fprintln(stderr, "fastgen bench:", err)
+				return exitBadInput
+			}
+			r, err := benchOne(dir, shape, dt, *threads, *promptN, *decodeN, kv, stderr)
+			if err != nil {
+				fmt.Fprintln(stderr, "fastgen bench:", err)
+				return exitFailure
+			}
+			r.BandwidthGBs = bw
+			r.RooflinePct = 100 * r.DecodeGBs / bw
+			if *asJSON {
+				b, _ := json.Marshal(r)
+				fmt.Fprintln(stdout, string(b))
+			} else {
+				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%%\n", r.Shape, r.DType, r.PrefillTokS, r.DecodeTokS, r.DecodeGBs, r.RooflinePct)
+			}
+		}
+	}
+	return exitOK
+}
+
+func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, decodeN int, kv engine.KVOptions, stderr io.Writer) (benchJSON, error) {
+	path := model.SynthesizedPath(dir, shape, dt)
+	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintf(stderr, "synthesizing %s %s model at %s ...\n", shape.Name, dt, path)
+		if err := model.Synthesize(path, shape, dt, 1); err != nil {
+			return benchJSON{}, err
+		}
+	}
+	ctxLen := promptN + decodeN + 1
+	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen}, engine.Options{Threads: threads})
+	if err != nil {
+		return benchJSON{}, err
+	}
+	defer e.Close()
+	rng := rand.New(rand.NewPCG(7, 7))
+	prompt := make([]int, promptN)
+	prompt[0] = 1
+	for i := 1; i < promptN; i++ {
+		prompt[i] = 259 + rng.IntN(shape.Vocab-259)
+	}
+	ctx := context.Background()
+	run := func() (time.Duration, time.Duration, *engine.Session, error) {
+		s, err := e.NewSession(kv)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		t0 := time.Now()
+		logits, err := s.Prefill(ctx, prompt, false)
+		if err != nil {
+			return 0, 0, s, err
+		}
+		prefill := time.Since(t0)
+		t1 := time.Now()
+		for i := 0; i < decodeN; i++ {
+			next := 0
+			for j, v := range logits {
+				if v > logits[next] {
+					next = j
+				}
+			}
+			if logits, err = s.Decode(ctx, next); err != nil {
+				return 0, 0, s, err
+			}
+		}
+		return prefill, time.Since(t1), s, nil
+	}
+	// One warm-up run pages the weights in and sizes every buffer.
+	if _, _, s, err := run(); err != nil {
+		return benchJSON{}, err
+	} else {
+		s.Close()
+	}
+	prefill, decode, s, err := run()
+	if err != nil {
+		return benchJSON{}, err
+	}
+	defer s.Close()
+	wb := e.Model.WeightBytes()
+	r := benchJSON{
+		Shape: shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, Context: promptN + decodeN,
+		PrefillTokS: float64(promptN) / prefill.Seconds(),
+		DecodeTokS:  float64(decodeN) / decode.Seconds(),
+		WeightBytes: wb,
+		PrunedRatio: s.Cache().PrunedRatio(), KVBytes: s.Cache().Bytes(), KVBytesFull: s.Cache().FullBytes(),
+	}
+	r.DecodeGBs = r.DecodeTokS * float64(wb) / 1e9
+	return r, nil
+}
