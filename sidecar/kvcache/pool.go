@@ -78,13 +78,22 @@ type Pool struct {
 	inUse     int64
 }
 
+// MinReserveBlocks is the least number of free blocks a pool keeps. A head
+// whose kept count sits at a block boundary takes a block when a decode step
+// appends and frees it when the step evicts, every step; with nothing on the
+// free list each of those steps would allocate a block and drop one. Within a
+// step only one layer's heads hold such a block at once, so a small floor
+// makes steady-state decoding allocation-free for up to this many KV heads.
+const MinReserveBlocks = 64
+
 // NewPool makes a pool of blocks for rows of headDim elements.
-// reserveBlocks free blocks are kept after release instead of being dropped.
+// reserveBlocks free blocks (at least MinReserveBlocks) are kept after
+// release instead of being dropped.
 func NewPool(headDim int, dtype DType, blockEntries, reserveBlocks int) *Pool {
 	if blockEntries <= 0 {
 		blockEntries = DefaultBlockEntries
 	}
-	return &Pool{headDim: headDim, blockEntries: blockEntries, dtype: dtype, reserve: reserveBlocks}
+	return &Pool{headDim: headDim, blockEntries: blockEntries, dtype: dtype, reserve: max(reserveBlocks, MinReserveBlocks)}
 }
 
 // BlockEntries is the number of entries a block holds.
