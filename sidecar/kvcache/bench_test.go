@@ -1,0 +1,142 @@
+package kvcache
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkAttend is one decode step's attention for a group of 4 query
+// heads (Llama-3-8B's GQA shape, head dim 128) over a head that held 2048
+// entries, full and pruned: the loop visits kept entries only, so time should
+// fall with the pruned ratio.
+func BenchmarkAttend(b *testing.B) {
+	const L, d, groups = 2048, 128, 4
+	for _, dt := range []DType{F32, F16} {
+		for _, pruned := range []float64{0, 0.3, 0.5, 0.7} {
+			b.Run(fmt.Sprintf("%v/pruned=%.0f%%", dt, pruned*100), func(b *testing.B) {
+				pool := NewPool(d, dt, DefaultBlockEntries, 0)
+				c := New(Config{Layers: 1, KVHeads: 1, Seed: 1}, pool)
+				f := &fixture{t: b, pool: pool, c: c}
+				f.prefill(make([]Flags, L))
+				if pruned > 0 {
+					c.SetAllPolicies(Policy{Keep: Random, Random: Budget{Tokens: L - int(pruned*L)}})
+					c.ApplyAll()
+				}
+				n := c.Kept(0, 0)
+				rng := rand.New(rand.NewPCG(1, 2))
+				q := make([]float32, groups*d)
+				for i := range q {
+					q[i] = float32(rng.NormFloat64())
+				}
+				out, probs := make([]float32, groups*d), make([]float32, groups*n)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					c.Attend(0, 0, q, groups, n, 0.088, out, probs)
+				}
+				b.ReportMetric(float64(n), "entries")
+			})
+		}
+	}
+}
+
+// BenchmarkObserve is one head's decode bookkeeping per step in steady
+// state: append the token, fold the group's attention into the scores,
+// re-apply the policy (which ranks and evicts) and hand the evictions to the
+// caller, as the engine does. It must not allocate.
+func BenchmarkObserve(b *testing.B) {
+	const d, groups = 128, 4
+	for _, tc := range []struct {
+		name string
+		pol  Policy
+		mode ScoreMode
+	}{
+		{"special+punct+frequent+local", Policy{Keep: Special | Punct | Frequent | Local, Window: Budget{Tokens: 600}, Frequent: Budget{Tokens: 600}}, ScoreCumulative},
+		{"frequent/mean", Policy{Keep: Frequent, Frequent: Budget{Tokens: 1200}}, ScoreMean},
+		{"local", Policy{Keep: Local, Window: Budget{Tokens: 1200}}, ScoreCumulative},
+		{"random", Policy{Keep: Random, Random: Budget{Tokens: 1200}}, ScoreCumulative},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			pool := NewPool(d, F16, DefaultBlockEntries, 0)
+			c := New(Config{Layers: 1, KVHeads: 1, Score: tc.mode, Seed: 1}, pool)
+			f := &fixture{t: b, pool: pool, c: c}
+			flags := make([]Flags, 2048)
+			for i := range flags {
+				if i%13 == 0 {
+					flags[i] = FlagPunct
+				}
+			}
+			f.prefill(flags)
+			c.SetAllPolicies(tc.pol)
+			c.ApplyAll()
+			k, v := kvRows(0, 1, d)
+			rng := rand.New(rand.NewPCG(3, 4))
+			probs := make([]float32, groups*4096)
+			for i := range probs {
+				probs[i] = rng.Float32() / 1000
+			}
+			var sc Scratch
+			step := func() {
+				c.AppendAt(0, 0, 0, k, v)
+				n := c.Kept(0, 0)
+				c.Observe(0, 0, probs[:groups*n], groups, n, &sc)
+				c.TakeEvicted(0, 0)
+				c.Advance(1)
+			}
+			for range 64 { // reach steady state: scratch and eviction list sized
+				step()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				step()
+			}
+			b.ReportMetric(float64(c.Kept(0, 0)), "entries")
+		})
+	}
+}
+
+// TestDecodeStepsDoNotAllocate pins the zero-allocation promise of the
+// decode path in steady state.
+func TestDecodeStepsDoNotAllocate(t *testing.T) {
+	const d, groups = 16, 2
+	for _, pol := range []Policy{
+		{Keep: Special | Punct | Frequent | Local, Window: Budget{Tokens: 40}, Frequent: Budget{Ratio: 0.3}},
+		{Keep: Random, Random: Budget{Tokens: 50}},
+		{Keep: Sink | Local, Sinks: 4, Window: Budget{Tokens: 30}},
+		FullPolicy,
+	} {
+		pool := NewPool(d, F32, 4, 0)
+		c := New(Config{Layers: 1, KVHeads: 1, Seed: 2}, pool)
+		f := &fixture{t: t, pool: pool, c: c}
+		f.prefill(make([]Flags, 200))
+		c.SetAllPolicies(pol)
+		c.ApplyAll()
+		k, v := kvRows(0, 1, d)
+		q := make([]float32, groups*d)
+		out, probs := make([]float32, groups*d), make([]float32, groups*1000)
+		var sc Scratch
+		step := func() {
+			c.AppendAt(0, 0, 0, k, v)
+			n := c.Kept(0, 0)
+			c.Attend(0, 0, q, groups, n, 0.25, out, probs)
+			c.Observe(0, 0, probs, groups, n, &sc)
+			c.TakeEvicted(0, 0)
+			c.Advance(1)
+		}
+		for range 20 {
+			step()
+		}
+		if pol.IsFull() {
+			// A full cache grows, and takes a block every BlockEntries
+			// steps; between those steps nothing is allocated.
+			step = func() {
+				c.Attend(0, 0, q, groups, c.Kept(0, 0), 0.25, out, probs)
+			}
+		}
+		if a := testing.AllocsPerRun(100, step); a != 0 {
+			t.Errorf("%s: %v allocations per decode step", pol.Name(), a)
+		}
+	}
+}
