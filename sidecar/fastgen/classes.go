@@ -32,7 +32,11 @@ type Classes struct {
 func NewClasses(v Vocab, chatMarkers []string) *Classes {
 	markers := make(map[string]bool, len(chatMarkers))
 	for _, m := range chatMarkers {
-		markers[strings.TrimSpace(m)] = true
+		// A blank marker would match every whitespace-only piece (newlines
+		// included) and make them special.
+		if m = strings.TrimSpace(m); m != "" {
+			markers[m] = true
+		}
 	}
 	c := &Classes{flags: make([]kvcache.Flags, v.Len())}
 	for id := range c.flags {
