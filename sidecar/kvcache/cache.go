@@ -36,6 +36,9 @@ type Config struct {
 	Layers, KVHeads int
 	Score           ScoreMode
 	Seed            uint64 // for the random baseline
+	// MaxLen, when set, sizes every head's block table up front so that
+	// decoding never grows it (no allocation per token).
+	MaxLen int
 }
 
 // head is one (layer, KV head)'s ragged store. Entries are not kept in
@@ -77,8 +80,12 @@ type Cache struct {
 // New makes an empty cache whose heads all use FullPolicy.
 func New(cfg Config, pool *Pool) *Cache {
 	c := &Cache{cfg: cfg, pool: pool, heads: make([]head, cfg.Layers*cfg.KVHeads)}
+	perHead := (cfg.MaxLen + pool.blockEntries - 1) / pool.blockEntries
 	for i := range c.heads {
 		c.heads[i].policy = FullPolicy
+		if perHead > 0 {
+			c.heads[i].blocks = make([]*block, 0, perHead)
+		}
 	}
 	return c
 }
