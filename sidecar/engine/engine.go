@@ -131,7 +131,7 @@ func (e *Engine) NewSession(kv KVOptions) (*Session, error) {
 		return nil, err
 	}
 	c := e.Model.Config
-	cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, Score: kv.FastGen.Score, Seed: kv.Seed}
+	cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, Score: kv.FastGen.Score, Seed: kv.Seed, MaxLen: c.Ctx}
 	return &Session{
 		e: e, kv: kv,
 		cache: kvcache.New(cfg, e.KVPool),
