@@ -1,6 +1,9 @@
 package tensor
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Matrix is a row-major 2-D tensor in its encoded form: Rows rows of
 // Type.RowBytes(Cols) bytes each. Data is usually a view of a memory-mapped
@@ -108,13 +111,14 @@ func (t *matVecTask) Run(_, lo, hi int) {
 // MatVec computes out[r] = Σ_c w[r,c]·x[c] for every row of w (decode).
 // Quantized weights are dotted against x quantized once to 8 bits (Q8_0 for
 // Q4_0/Q8_0, Q8_K for the k-quants); float weights are converted in
-// registers. p must not be nil.
+// registers. x may be longer than w.Cols; the rest is ignored. p must not be
+// nil.
 func MatVec(p *Pool, out []float32, w *Matrix, x []float32) {
 	w.check("MatVec")
-	if len(x) != w.Cols || len(out) < w.Rows {
+	if len(x) < w.Cols || len(out) < w.Rows {
 		panic(fmt.Sprintf("tensor: MatVec: %dx%d weights, x has %d values, out %d", w.Rows, w.Cols, len(x), len(out)))
 	}
-	p.matVec(out, w, x, 1)
+	p.matVec(out, w, x[:w.Cols], 1)
 }
 
 func (p *Pool) matVec(out []float32, w *Matrix, x []float32, n int) {
@@ -167,7 +171,7 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 			b0, b1 := w.Type.RowBytes(kc), w.Type.RowBytes(kc+kl)
 			for i := range mr {
 				row := w.Data[(r0+i)*rb : (r0+i+1)*rb]
-				Dequantize(w.Type, row[b0:b1], wt[i*mmTileK:i*mmTileK+kl])
+				dequantTile(k, w.Type, row[b0:b1], wt[i*mmTileK:i*mmTileK+kl])
 			}
 			k8 := kl &^ 7
 			for j0 := 0; j0 < n; j0 += 3 {
@@ -198,6 +202,31 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 		}
 	}
 }
+
+// dequantTile is Dequantize with vector paths for the float formats, whose
+// conversion would otherwise rival the micro-kernel's time at moderate batch
+// sizes. The reinterpretation needs natural alignment, which GGUF's 32-byte
+// tensor alignment gives; anything else takes the portable path.
+func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
+	if len(dst) > 0 {
+		addr := uintptr(unsafe.Pointer(&src[0]))
+		switch {
+		case t == F16 && addr%2 == 0 && isLittleEndian:
+			k.f16ToF32s(dst, unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(dst)))
+			return
+		case t == F32 && addr%4 == 0 && isLittleEndian:
+			copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
+			return
+		}
+	}
+	Dequantize(t, src, dst)
+}
+
+// isLittleEndian gates reinterpreting file bytes as native floats.
+var isLittleEndian = func() bool {
+	v := uint16(1)
+	return *(*byte)(unsafe.Pointer(&v)) == 1
+}()
 
 // MatMul computes out = x·wᵀ for n activation rows (prefill): x is n×Cols
 // and out n×Rows, both row-major. Batches of at least mmMinBatch rows go
