@@ -361,3 +361,25 @@ func TestChat(t *testing.T) {
 		t.Fatal(Bytes(1536), Num(1.25, 1))
 	}
 }
+
+func TestHTML(t *testing.T) {
+	toks := []shared.Token{{Text: "<b>"}, {Text: " x", Index: 1, Logprob: math.Log(0.5), Top: []shared.Alternative{{Text: "\n", Logprob: math.Log(0.25)}}}}
+	got := TokenHTML(toks, []DiffOp{Same, Changed}, 1, "a")
+	want := `<span class="tok" tabindex="0" data-col="a" data-i="0">&lt;b&gt;</span><span class="tok diff first-div" tabindex="0" data-col="a" data-i="1"> x</span>`
+	if got != want {
+		t.Fatal(got)
+	}
+	alt := AlternativesHTML(toks[1])
+	if !strings.Contains(alt, "p = 0.500") || !strings.Contains(alt, `&#34;\n&#34;`) || !strings.Contains(alt, "width:20px") {
+		t.Fatal(alt)
+	}
+	if TR("a<", "b") != "<tr><td>a&lt;</td><td>b</td></tr>" {
+		t.Fatal(TR("a<", "b"))
+	}
+	if FrameID(&shared.Token{ID: "z"}) != "z" || FrameID(&shared.Pong{}) != "" {
+		t.Fatal("FrameID")
+	}
+	if PolicyShort(4) != "Full" || PolicyShort(-1) != "?" {
+		t.Fatal("PolicyShort")
+	}
+}
