@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/shared"
+	"github.com/fastgen/fastgen/sidecar/engine"
 )
 
 // reqError is a refused or failed request, carrying both its HTTP status and

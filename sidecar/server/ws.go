@@ -14,11 +14,11 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/fastgen/fastgen/shared"
 	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
-	"github.com/fastgen/fastgen/shared"
 )
 
 // wsConn is one fastgen.v1 connection. Engine events are encoded on the
@@ -329,10 +329,10 @@ func (wc *wsConn) request(g *shared.Generate) (engine.Request, *reqError) {
 // goroutine and encodes at once, so the engine's reused slices (Kept,
 // Evicted, Top) are never read after the call returns.
 type frameSink struct {
-	wc     *wsConn
-	id     string
-	e      *engine.Engine
-	m      *metrics
+	wc      *wsConn
+	id      string
+	e       *engine.Engine
+	m       *metrics
 	rLocal  float64
 	compare bool
 }
