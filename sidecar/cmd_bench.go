@@ -37,6 +37,9 @@ type benchJSON struct {
 	PrunedRatio  float64 `json:"pruned_ratio"`
 	KVBytes      int64   `json:"kv_bytes"`
 	KVBytesFull  int64   `json:"kv_bytes_full"`
+	ProfileMs    float64 `json:"profile_ms"`
+	// ProfilePct is profiling's share of the whole generation time.
+	ProfilePct float64 `json:"profile_pct"`
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -46,7 +49,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
 	promptN := fs.Int("prompt", 512, "prompt tokens for prefill")
 	decodeN := fs.Int("decode", 128, "tokens to decode")
-	kvMode := fs.String("kv", "full", "cache mode while decoding: full or a baseline (local, h2o, ...)")
+	kvMode := fs.String("kv", "full", "cache mode: full, fastgen, or a baseline (local, h2o, ...) with --budget")
+	threshold := fs.Float64("threshold", 0.98, "FastGen threshold T with --kv fastgen")
 	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
 	asJSON := fs.Bool("json", false, "one JSON object per run")
 	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
@@ -62,8 +66,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		kv.Budget = b
 	}
-	if err := kv.Validate(); err != nil || kv.Mode == kvcache.ModeFastGen {
-		fmt.Fprintln(stderr, "fastgen bench: --kv must be full or a baseline with --budget (FastGen's pruning depends on the prompt; use eval for it)")
+	if kv.Mode == kvcache.ModeFastGen {
+		kv = engine.DefaultKV()
+		kv.FastGen.Threshold = *threshold
+	}
+	if err := kv.Validate(); err != nil {
+		fmt.Fprintln(stderr, "fastgen bench:", err)
 		return exitBadInput
 	}
 	if *promptN < 1 || *decodeN < 1 {
@@ -110,7 +118,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				b, _ := json.Marshal(r)
 				fmt.Fprintln(stdout, string(b))
 			} else {
-				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%%\n", r.Shape, r.DType, r.PrefillTokS, r.DecodeTokS, r.DecodeGBs, r.RooflinePct)
+				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%%  kv %s pruned %.1f%% profile %.2f%%\n", r.Shape, r.DType, r.PrefillTokS,
+					r.DecodeTokS, r.DecodeGBs, r.RooflinePct, r.KV, 100*r.PrunedRatio, r.ProfilePct)
 			}
 		}
 	}
@@ -181,7 +190,9 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 		DecodeTokS:  float64(decodeN) / decode.Seconds(),
 		WeightBytes: wb,
 		PrunedRatio: s.Cache().PrunedRatio(), KVBytes: s.Cache().Bytes(), KVBytesFull: s.Cache().FullBytes(),
+		ProfileMs:   float64(s.ProfileTime.Microseconds()) / 1000,
 	}
+	r.ProfilePct = 100 * s.ProfileTime.Seconds() / (prefill + decode).Seconds()
 	r.DecodeGBs = r.DecodeTokS * float64(wb) / 1e9
 	return r, nil
 }

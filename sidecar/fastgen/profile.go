@@ -2,7 +2,10 @@ package fastgen
 
 import (
 	"math"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 )
@@ -64,13 +67,23 @@ type Profiler struct {
 	n                    int   // prompt rows this turn
 	basePos              int32 // absolute position of row 0
 	window               int32
+	// rank[c] is the index of component c in the candidate order: an entry
+	// is kept by candidate k iff one of its components has rank ≤ k.
+	rankSpecial, rankPunct, rankFreq, rankLocal int
 
-	// scratch, reused across heads and layers
+	workers []*headWorker // scratch, one per goroutine, reused across layers
+}
+
+// headWorker is one goroutine's scratch for profiling a head.
+type headWorker struct {
 	probs, row []float32
 	colsum     []float64
 	order      []int32
 	inFreq     []bool
-	sums       []float64
+	first      []int8 // per entry: the rank of its static (class) components
+	pos        []int32
+	flags      []kvcache.Flags
+	sums       []float64 // per candidate × group: mass first kept by that candidate
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -85,164 +98,200 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	}
 	p.window = int32(p.candidates[0].Window.Tokens)
 	p.heads = make([]HeadProfile, 0, layers*nKV)
+	never := len(p.candidates) - 1 // only full keeps it
+	p.rankSpecial, p.rankPunct, p.rankFreq, p.rankLocal = never, never, never, never
+	for k, c := range opt.Order {
+		switch c {
+		case kvcache.Special:
+			p.rankSpecial = k
+		case kvcache.Punct:
+			p.rankPunct = k
+		case kvcache.Frequent:
+			p.rankFreq = k
+		case kvcache.Local:
+			p.rankLocal = k
+		}
+	}
+	workers := min(nKV, runtime.GOMAXPROCS(0))
+	for range workers {
+		p.workers = append(p.workers, &headWorker{})
+	}
 	return p
 }
 
-// Layer profiles every KV head of one layer. q holds the n prompt rows of
-// post-RoPE queries (nHeads·headDim each, row stride qStride); the cache
-// already holds the layer's keys for those rows.
+// Layer profiles every KV head of one layer, heads in parallel. q holds the
+// n prompt rows of post-RoPE queries (nHeads·headDim each, row stride
+// qStride); the cache already holds the layer's keys for those rows.
 func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32) {
+	results := make([]HeadProfile, p.nKV)
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for _, w := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for kh := int(next.Add(1) - 1); kh < p.nKV; kh = int(next.Add(1) - 1) {
+				results[kh] = p.head(w, layer, kh, q, qStride, cache, scale)
+			}
+		}()
+	}
+	wg.Wait()
+	p.heads = append(p.heads, results...)
+}
+
+// head profiles one (layer, KV head), seeds its scores with the prompt's
+// column sums (the paper's rule) and sets its chosen policy; the policy is
+// applied once the whole prefill is done. Heads touch only their own store.
+func (p *Profiler) head(w *headWorker, layer, kh int, q []float32, qStride int, cache *kvcache.Cache, scale float32) HeadProfile {
 	groups := p.nHeads / p.nKV
-	most := 0
-	for kh := 0; kh < p.nKV; kh++ {
-		most = max(most, cache.Kept(layer, kh))
+	total := cache.Kept(layer, kh)
+	base := total - p.n
+	w.probs = grow(w.probs, groups*total)
+	w.row = grow(w.row, total)
+	w.colsum = growF64(w.colsum, total)
+	w.inFreq = growBool(w.inFreq, total)
+	w.sums = growF64(w.sums, len(p.candidates)*groups)
+	if cap(w.first) < total {
+		w.first, w.pos, w.flags = make([]int8, total), make([]int32, total), make([]kvcache.Flags, total)
 	}
-	p.probs = grow(p.probs, groups*most)
-	p.row = grow(p.row, most)
-	p.colsum = growF64(p.colsum, most)
-	p.inFreq = growBool(p.inFreq, most)
-	p.sums = growF64(p.sums, len(p.candidates)*groups)
-	first := 0
-	if p.opt.RecoveryRows > 0 && p.opt.RecoveryRows < p.n {
-		first = p.n - p.opt.RecoveryRows
+	first, pos, flags := w.first[:total], w.pos[:total], w.flags[:total]
+	never := int8(len(p.candidates) - 1)
+	for j := range first {
+		f := cache.EntryFlags(layer, kh, j)
+		r := never
+		if f&kvcache.FlagSpecial != 0 {
+			r = min(r, int8(p.rankSpecial))
+		}
+		if f&kvcache.FlagPunct != 0 {
+			r = min(r, int8(p.rankPunct))
+		}
+		first[j], pos[j], flags[j] = r, cache.Pos(layer, kh, j), f
 	}
-	for kh := 0; kh < p.nKV; kh++ {
-		hp := HeadProfile{Layer: layer, KVHead: kh, Recovery: make([]float64, len(p.candidates))}
-		total := cache.Kept(layer, kh)
-		base := total - p.n
-		colsum := p.colsum[:total]
-		clear(colsum)
-		// Pass 1: column sums over every prompt row (the frequency scores),
-		// and the category masses.
-		var mass Mass
-		for i := 0; i < p.n; i++ {
-			limit := p.rowProbs(layer, kh, q[i*qStride+kh*groups*p.headDim:], groups, base+i+1, cache, scale)
-			row := p.meanRow(groups, limit)
-			cur := p.basePos + int32(i)
-			for j, a := range row {
-				colsum[j] += float64(a)
-				switch f := cache.EntryFlags(layer, kh, j); {
-				case f&kvcache.FlagSpecial != 0:
-					mass.Special += float64(a)
-				case f&kvcache.FlagPunct != 0:
-					mass.Punct += float64(a)
-				case cur-cache.Pos(layer, kh, j) < p.window:
-					mass.Local += float64(a)
-				default:
-					mass.Other += float64(a)
-				}
-			}
-		}
-		inv := 1 / float64(p.n)
-		hp.Mass = Mass{mass.Special * inv, mass.Punct * inv, mass.Local * inv, mass.Other * inv}
+	qRow := func(i int) []float32 { return q[i*qStride+kh*groups*p.headDim:][:groups*p.headDim] }
 
-		if p.fixed != nil {
-			hp.Policy = *p.fixed
-			p.finishHead(layer, kh, total, cache, hp)
-			continue
-		}
-
-		// The frequent ranking of every row: entries by final column sum.
-		p.order = p.order[:0]
-		for j := 0; j < total; j++ {
-			p.order = append(p.order, int32(j))
-		}
-		sort.SliceStable(p.order, func(a, b int) bool { return colsum[p.order[a]] > colsum[p.order[b]] })
-
-		// Pass 2: what each candidate keeps at each row.
-		sums := p.sums[:len(p.candidates)*groups]
-		clear(sums)
-		for i := first; i < p.n; i++ {
-			limit := p.rowProbs(layer, kh, q[i*qStride+kh*groups*p.headDim:], groups, base+i+1, cache, scale)
-			cur := p.basePos + int32(i)
-			inFreq := p.inFreq[:limit]
-			clear(inFreq)
-			k := kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur) + 1)
-			for _, j := range p.order {
-				if k == 0 {
-					break
-				}
-				if int(j) < limit {
-					inFreq[j] = true
-					k--
-				}
-			}
-			rows := 1
-			if p.opt.GQA == AggMin {
-				rows = groups
-			} else {
-				p.meanRow(groups, limit)
-			}
-			for g := 0; g < rows; g++ {
-				row := p.row[:limit]
-				if p.opt.GQA == AggMin {
-					row = p.probs[g*limit : (g+1)*limit]
-				}
-				for j, a := range row {
-					var m kvcache.Component
-					f := cache.EntryFlags(layer, kh, j)
-					if f&kvcache.FlagSpecial != 0 {
-						m |= kvcache.Special
-					}
-					if f&kvcache.FlagPunct != 0 {
-						m |= kvcache.Punct
-					}
-					if inFreq[j] {
-						m |= kvcache.Frequent
-					}
-					if cur-cache.Pos(layer, kh, j) < p.window {
-						m |= kvcache.Local
-					}
-					for c, cand := range p.candidates {
-						if cand.IsFull() || cand.Keep&m != 0 {
-							sums[c*groups+g] += float64(a)
-						}
-					}
-				}
+	hp := HeadProfile{Layer: layer, KVHead: kh, Recovery: make([]float64, len(p.candidates))}
+	colsum := w.colsum[:total]
+	clear(colsum)
+	// Pass 1: column sums over every prompt row (the frequency scores), and
+	// the category masses.
+	var mass Mass
+	for i := 0; i < p.n; i++ {
+		limit := cache.Probs(layer, kh, qRow(i), groups, base+i+1, scale, w.probs[:groups*(base+i+1)])
+		row := w.meanRow(groups, limit)
+		cur := p.basePos + int32(i)
+		for j, a := range row {
+			colsum[j] += float64(a)
+			switch f := flags[j]; {
+			case f&kvcache.FlagSpecial != 0:
+				mass.Special += float64(a)
+			case f&kvcache.FlagPunct != 0:
+				mass.Punct += float64(a)
+			case cur-pos[j] < p.window:
+				mass.Local += float64(a)
+			default:
+				mass.Other += float64(a)
 			}
 		}
-		rowsCounted := float64(p.n - first)
-		for c := range p.candidates {
-			r := math.Inf(1)
-			if p.opt.GQA == AggMean {
-				r = sums[c*groups] / rowsCounted
-			} else {
-				for g := 0; g < groups; g++ {
-					r = math.Min(r, sums[c*groups+g]/rowsCounted)
-				}
-			}
-			hp.Recovery[c] = r
-		}
-		hp.Recovery[len(hp.Recovery)-1] = 1
-		hp.Policy = p.candidates[Choose(hp.Recovery, p.opt.Threshold)]
-		p.finishHead(layer, kh, total, cache, hp)
 	}
-}
+	inv := 1 / float64(p.n)
+	hp.Mass = Mass{mass.Special * inv, mass.Punct * inv, mass.Local * inv, mass.Other * inv}
 
-// finishHead seeds the head's scores with the prompt's column sums (the
-// paper's rule) and sets its policy; the policy is applied once the whole
-// prefill is done.
-func (p *Profiler) finishHead(layer, kh, total int, cache *kvcache.Cache, hp HeadProfile) {
-	for j := range p.row[:total] {
-		p.row[j] = float32(p.colsum[j])
+	if p.fixed != nil {
+		hp.Policy = *p.fixed
+	} else {
+		hp.Policy = p.candidates[Choose(p.recovery(w, layer, kh, base, qRow, cache, scale, hp.Recovery), p.opt.Threshold)]
 	}
-	cache.AddScores(layer, kh, p.row[:total])
+	for j := range w.row[:total] {
+		w.row[j] = float32(colsum[j])
+	}
+	cache.AddScores(layer, kh, w.row[:total])
 	cache.SetPolicy(layer, kh, hp.Policy)
-	p.heads = append(p.heads, hp)
+	return hp
 }
 
-// rowProbs fills p.probs with the group's attention over the first limit
-// entries and returns the number it covers.
-func (p *Profiler) rowProbs(layer, kh int, q []float32, groups, limit int, cache *kvcache.Cache, scale float32) int {
-	return cache.Probs(layer, kh, q[:groups*p.headDim], groups, limit, scale, p.probs[:groups*limit])
+// recovery is pass 2: the attention mass each candidate keeps at each row,
+// with the frequent set ranked by the final column sums. It fills and
+// returns rec.
+func (p *Profiler) recovery(w *headWorker, layer, kh, base int, qRow func(int) []float32, cache *kvcache.Cache, scale float32, rec []float64) []float64 {
+	groups := p.nHeads / p.nKV
+	total := base + p.n
+	colsum, first, pos := w.colsum[:total], w.first[:total], w.pos[:total]
+	w.order = w.order[:0]
+	for j := 0; j < total; j++ {
+		w.order = append(w.order, int32(j))
+	}
+	sort.SliceStable(w.order, func(a, b int) bool { return colsum[w.order[a]] > colsum[w.order[b]] })
+
+	start := 0
+	if p.opt.RecoveryRows > 0 && p.opt.RecoveryRows < p.n {
+		start = p.n - p.opt.RecoveryRows
+	}
+	nc := len(p.candidates)
+	sums := w.sums[:nc*groups]
+	clear(sums)
+	rows := 1
+	if p.opt.GQA == AggMin {
+		rows = groups
+	}
+	for i := start; i < p.n; i++ {
+		limit := cache.Probs(layer, kh, qRow(i), groups, base+i+1, scale, w.probs[:groups*(base+i+1)])
+		cur := p.basePos + int32(i)
+		inFreq := w.inFreq[:limit]
+		clear(inFreq)
+		k := kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur) + 1)
+		for _, j := range w.order {
+			if k == 0 {
+				break
+			}
+			if int(j) < limit {
+				inFreq[j] = true
+				k--
+			}
+		}
+		if rows == 1 {
+			w.meanRow(groups, limit)
+		}
+		for g := 0; g < rows; g++ {
+			row := w.row[:limit]
+			if rows > 1 {
+				row = w.probs[g*limit : (g+1)*limit]
+			}
+			bucket := sums[g*nc : (g+1)*nc]
+			for j, a := range row {
+				r := first[j]
+				if inFreq[j] {
+					r = min(r, int8(p.rankFreq))
+				}
+				if cur-pos[j] < p.window {
+					r = min(r, int8(p.rankLocal))
+				}
+				bucket[r] += float64(a)
+			}
+		}
+	}
+	// Candidates are supersets in order: candidate c keeps the mass first
+	// kept by any candidate up to c.
+	counted := float64(p.n - start)
+	for c := range rec {
+		rec[c] = math.Inf(1)
+	}
+	for g := 0; g < rows; g++ {
+		var acc float64
+		for c := 0; c < nc; c++ {
+			acc += sums[g*nc+c]
+			rec[c] = math.Min(rec[c], acc/counted)
+		}
+	}
+	rec[nc-1] = 1
+	return rec
 }
 
-// meanRow averages the group's rows in p.probs into p.row.
-func (p *Profiler) meanRow(groups, limit int) []float32 {
-	row := p.row[:limit]
-	copy(row, p.probs[:limit])
+// meanRow averages the group's rows in w.probs into w.row.
+func (w *headWorker) meanRow(groups, limit int) []float32 {
+	row := w.row[:limit]
+	copy(row, w.probs[:limit])
 	for g := 1; g < groups; g++ {
-		for j, a := range p.probs[g*limit : (g+1)*limit] {
+		for j, a := range w.probs[g*limit : (g+1)*limit] {
 			row[j] += a
 		}
 	}
