@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/fastgen/fastgen/sidecar/mmap"
 	"math"
 	"math/bits"
 	"os"
@@ -49,7 +50,7 @@ func Open(path string) (*File, error) {
 	if size > math.MaxInt {
 		return nil, &Error{Path: path, Problem: fmt.Sprintf("is %d bytes, too large to map on this machine", size), Kind: ErrMalformed}
 	}
-	data, unmap, err := mapFile(fd, int(size))
+	data, unmap, err := mmap.File(fd, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("gguf: mapping %s: %w", path, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/fastgen/fastgen/sidecar/mmap"
 	"math"
 	"math/bits"
 	"os"
@@ -95,7 +96,7 @@ func Open(path string) (*Checkpoint, error) {
 	if size > math.MaxInt {
 		return nil, errorf(path, ErrSize, "is %d bytes, too large to map on this machine", size)
 	}
-	data, unmap, err := mapFile(fd, int(size))
+	data, unmap, err := mmap.File(fd, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("llama2c: mapping %s: %w", path, err)
 	}

@@ -1,15 +1,15 @@
 //go:build !unix
 
-package gguf
+package mmap
 
 import (
 	"io"
 	"os"
 )
 
-// mapFile reads the file into memory where mmap is unavailable (Windows,
+// File reads the file into memory where mmap is unavailable (Windows,
 // wasm): correct, just not zero-copy.
-func mapFile(fd *os.File, size int) ([]byte, func() error, error) {
+func File(fd *os.File, size int) ([]byte, func() error, error) {
 	b := make([]byte, size)
 	if _, err := io.ReadFull(io.NewSectionReader(fd, 0, int64(size)), b); err != nil {
 		return nil, nil, err

@@ -1,14 +1,14 @@
 //go:build unix
 
-package llama2c
+package mmap
 
 import (
 	"os"
 	"syscall"
 )
 
-// mapFile maps size bytes of fd read-only. The mapping outlives fd.
-func mapFile(fd *os.File, size int) ([]byte, func() error, error) {
+// File maps size bytes of fd read-only. The mapping outlives fd.
+func File(fd *os.File, size int) ([]byte, func() error, error) {
 	b, err := syscall.Mmap(int(fd.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, nil, err
