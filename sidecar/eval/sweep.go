@@ -573,7 +573,8 @@ func freeRun(ctx context.Context, e *engine.Engine, base *engine.Session, kv eng
 // the budget is counted in head-tokens B over all H heads: each head keeps
 // ⌊B/H⌋ entries at the end, and B mod H heads spread evenly over the layers
 // keep one more. That is the same policy for every head up to one token.
-// The ratio falls as B grows, so bisection finds the closest B; the first
+// The ratio falls as B grows, so a safeguarded secant search finds the
+// closest B; the first
 // probe is exact for every baseline that keeps its whole budget (all but H2O,
 // whose recent and heavy halves may overlap).
 func matchBaseline(ctx context.Context, e *engine.Engine, base *engine.Session, mode string, target float64, sh *shadow,
@@ -633,7 +634,18 @@ func matchBaseline(ctx context.Context, e *engine.Engine, base *engine.Session, 
 		if lo > hi {
 			break
 		}
-		b = (lo + hi) / 2
+		// Scale the budget by the kept entries still missing (a secant step
+		// through the origin: H2O's kept count is close to proportional to
+		// its budget), falling back to bisection when that leaves the bracket
+		// or repeats a probe.
+		next := b
+		if kept := 1 - m.prunedEnd; kept > 0 {
+			next = int(math.Round(float64(b) * (1 - target) / kept))
+		}
+		if _, seen := tried[next]; seen || next < lo || next > hi {
+			next = (lo + hi) / 2
+		}
+		b = next
 	}
 	if _, err := freeRun(ctx, e, base, kv, setupFor(best.budget), first, maxNew, fullOut, fullText, best); err != nil {
 		return nil, err
