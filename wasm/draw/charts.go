@@ -77,7 +77,9 @@ func PolicyGrid(cv *Canvas, g Grid, policy []int, changed []bool, selected int) 
 			col = PolicyColor(shared.Policies[p])
 		}
 		cv.FillRect(rect, col)
-		t := max(1, g.Cell/6)
+		// Thin enough that a grid where every head changed still reads as
+		// colours, thick enough to see on a projector.
+		t := min(max(1, g.Cell/12), 4)
 		if i < len(changed) && changed[i] {
 			cv.StrokeRect(rect, t, Highlight)
 			// An inner white ring keeps the outline visible on dark fills.
