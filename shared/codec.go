@@ -140,38 +140,94 @@ func decode(b []byte, maxBytes int, clientOnly bool) (f Frame, err error) {
 }
 
 // readType scans the top-level map for "type" without decoding anything
-// else. A duplicate "type" key is rejected: two readers could otherwise
-// disagree about which frame this is.
+// else; other values are skipped by the structure walker, which allocates
+// nothing (msgpack's own Skip copies every string it passes). A duplicate
+// "type" key is rejected: two readers could otherwise disagree about which
+// frame this is. b has passed checkStructure.
 func readType(b []byte) (string, error) {
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
-	n, err := dec.DecodeMapLen()
-	if err != nil || n < 0 {
-		return "", ErrNotMsgpack
+	w := walker{b: b, maxDepth: MaxDepth}
+	n, err := w.mapLen()
+	if err != nil {
+		return "", err
 	}
 	typ, found := "", false
 	for i := 0; i < n; i++ {
-		key, err := dec.DecodeString()
-		if err != nil {
+		key, ok := w.str()
+		if !ok {
 			return "", fmt.Errorf("%w: map key is not a string", ErrNotMsgpack)
 		}
 		if key != "type" {
-			if err := dec.Skip(); err != nil {
-				return "", ErrNotMsgpack
+			if err := w.value(2); err != nil {
+				return "", err
 			}
 			continue
 		}
 		if found {
 			return "", fmt.Errorf("duplicate \"type\" key")
 		}
-		if typ, err = dec.DecodeString(); err != nil {
+		v, ok := w.str()
+		if !ok {
 			return "", ErrNoType
 		}
-		found = true
+		typ, found = v, true
 	}
 	if !found {
 		return "", ErrNoType
 	}
 	return typ, nil
+}
+
+// mapLen reads a map header.
+func (w *walker) mapLen() (int, error) {
+	if w.off >= len(w.b) {
+		return 0, ErrNotMsgpack
+	}
+	c := w.b[w.off]
+	w.off++
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f), nil
+	case c == 0xde:
+		n, err := w.uint(2)
+		return int(n), err
+	case c == 0xdf:
+		n, err := w.uint(4)
+		return int(n), err
+	}
+	return 0, fmt.Errorf("%w: top level is not a map", ErrNotMsgpack)
+}
+
+// str reads a string value; ok is false (and nothing is consumed) for any
+// other kind of value.
+func (w *walker) str() (s string, ok bool) {
+	if w.off >= len(w.b) {
+		return "", false
+	}
+	start := w.off
+	c := w.b[w.off]
+	w.off++
+	var n uint64
+	var err error
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		n = uint64(c & 0x1f)
+	case c == 0xd9:
+		n, err = w.uint(1)
+	case c == 0xda:
+		n, err = w.uint(2)
+	case c == 0xdb:
+		n, err = w.uint(4)
+	default:
+		w.off = start
+		return "", false
+	}
+	if err != nil || n > uint64(len(w.b)-w.off) {
+		w.off = start
+		return "", false
+	}
+	s = string(w.b[w.off : w.off+int(n)])
+	w.off += int(n)
+	return s, true
 }
 
 // checkStructure walks raw msgpack once, before any decoding: the input
