@@ -238,10 +238,9 @@ func (l *StripLayout) PosAt(x int) int {
 }
 
 // Strip draws steps [from, to) into their rows. When positions outnumber
-// pixels a pixel shows the strongest state among its positions, so special
-// and punctuation tokens stay visible in a squeezed 4k-token prompt; when
-// steps outnumber pixel rows the later step overwrites, so a row shows the
-// newest state it covers.
+// pixels a pixel shows what most of its positions are (see bucketState);
+// when steps outnumber pixel rows the later step overwrites, so a row shows
+// the newest state it covers.
 func Strip(cv *Canvas, l *StripLayout, src StripSource, from, to int) {
 	if cap(l.row) < l.Positions {
 		l.row = make([]Cell, l.Positions)
@@ -253,10 +252,7 @@ func Strip(cv *Canvas, l *StripLayout, src StripSource, from, to int) {
 		y0, y1 := l.RowSpan(step)
 		cv.FillRect(image.Rect(l.Area.Min.X, y0, l.Area.Max.X, y1), CellFuture)
 		for c := 0; c < l.cols; c++ {
-			best := Future
-			for _, s := range row[c*l.Positions/l.cols : (c+1)*l.Positions/l.cols] {
-				best = max(best, s)
-			}
+			best := bucketState(row[c*l.Positions/l.cols : (c+1)*l.Positions/l.cols])
 			if best == Future {
 				continue
 			}
@@ -265,6 +261,36 @@ func Strip(cv *Canvas, l *StripLayout, src StripSource, from, to int) {
 			cv.FillRect(image.Rect(x0, y0, x1, y1), best.Color())
 		}
 	}
+}
+
+// bucketState summarises positions that share one pixel. A special token
+// wins outright: there are few of them and they carry most of the attention
+// sinks, so they must survive any squeeze. Otherwise the most common state
+// among existing positions wins (ties to the larger Cell), which keeps the
+// kept/evicted pattern readable; "any punctuation wins" would paint a
+// 4k-token prompt solid.
+func bucketState(cells []Cell) Cell {
+	if len(cells) == 1 {
+		return cells[0]
+	}
+	var n [Special + 1]int
+	for _, s := range cells {
+		if s == Special {
+			return Special
+		}
+		if s < Special {
+			n[s]++
+		}
+	}
+	// Positions not generated yet never win against ones that exist, so
+	// the newest token shows as soon as it lands in a pixel.
+	best, bestN := Future, 0
+	for s := Evicted; s < Special; s++ {
+		if n[s] > 0 && n[s] >= bestN {
+			best, bestN = s, n[s]
+		}
+	}
+	return best
 }
 
 // Series is one line on a chart; NaN values leave gaps.

@@ -206,17 +206,52 @@ func TestStrip(t *testing.T) {
 		t.Fatal("incremental strip differs")
 	}
 
-	// 4096 positions squeezed into 64 px: a lone punct token must survive.
+	// 4096 positions squeezed into 64 px (64 per pixel): a lone special
+	// token survives, a lone punct among evicted entries does not, and a
+	// mostly-kept bucket shows as kept despite some punctuation.
 	big := fakeStrip(func(s, p int) Cell {
-		if p == 2049 {
+		switch {
+		case p == 2049:
+			return Special
+		case p == 100:
 			return Punct
+		case p >= 128 && p < 192:
+			if p%4 == 0 {
+				return Punct
+			}
+			return Kept
 		}
 		return Evicted
 	})
 	cv = NewCanvas(64, 1)
 	Strip(cv, NewStripLayout(cv.Rect, 1, 4096), big, 0, 1)
-	if got := cv.RGBAAt(2049*64/4096, 0); got != CellPunct {
-		t.Fatalf("punct lost when squeezed: %v", got)
+	for _, tt := range []struct {
+		x    int
+		want color.RGBA
+	}{{2049 / 64, CellSpecial}, {100 / 64, CellEvicted}, {128 / 64, CellKept}} {
+		if got := cv.RGBAAt(tt.x, 0); got != tt.want {
+			t.Errorf("pixel %d = %v, want %v", tt.x, got, tt.want)
+		}
+	}
+}
+
+func TestBucketState(t *testing.T) {
+	tests := []struct {
+		in   []Cell
+		want Cell
+	}{
+		{[]Cell{Future, Future}, Future},
+		{[]Cell{Future, Evicted}, Evicted},
+		{[]Cell{Kept, Evicted}, Kept},
+		{[]Cell{Punct, Punct, Kept}, Punct},
+		{[]Cell{Evicted, Evicted, Special}, Special},
+		{[]Cell{InWindow}, InWindow},
+		{[]Cell{Future, Future, Kept}, Kept},
+	}
+	for _, tt := range tests {
+		if got := bucketState(tt.in); got != tt.want {
+			t.Errorf("%v: %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }
 
