@@ -154,6 +154,7 @@ func (p *chatPage) render() {
 	setDisabled(p.send, run != nil)
 	last := p.chat.Current()
 	setDisabled(p.regen, run != nil || last == nil)
+	setBusy(run != nil, p.transcript)
 	showProgress(run)
 	if p.structural {
 		var b strings.Builder

@@ -77,6 +77,20 @@ func newComparePage(c *client) *comparePage {
 			p.hideTip()
 		}
 	})
+	// Scroll the columns together so the same step stays side by side.
+	syncing := false
+	sync := func(from, to js.Value) func(js.Value) {
+		return func(js.Value) {
+			if syncing {
+				return
+			}
+			syncing = true
+			to.Set("scrollTop", from.Get("scrollTop"))
+			syncing = false
+		}
+	}
+	on(p.colA, "scroll", sync(p.colA, p.colB))
+	on(p.colB, "scroll", sync(p.colB, p.colA))
 	p.dirty = true
 	return p
 }
@@ -154,10 +168,30 @@ func (p *comparePage) hover(ev js.Value) {
 	st.Set("top", strconv.Itoa(int(r.Get("bottom").Float()+scroll+6))+"px")
 	setHidden(p.tip, false)
 	el.Call("setAttribute", "aria-describedby", "alternatives")
+	// Mark the same step in the other column.
+	other := p.colB
+	if col == "b" {
+		other = p.colA
+	}
+	p.clearPeer()
+	if peer := other.Call("querySelector", `.tok[data-i="`+strconv.Itoa(i)+`"]`); exists(peer) {
+		peer.Get("classList").Call("add", "peer")
+	}
+}
+
+func (p *comparePage) clearPeer() {
+	for _, col := range []js.Value{p.colA, p.colB} {
+		if exists(col) {
+			if el := col.Call("querySelector", ".tok.peer"); exists(el) {
+				el.Get("classList").Call("remove", "peer")
+			}
+		}
+	}
 }
 
 func (p *comparePage) hideTip() {
 	setHidden(p.tip, true)
+	p.clearPeer()
 }
 
 func (p *comparePage) render() {
@@ -169,6 +203,7 @@ func (p *comparePage) render() {
 	running := r != nil && !r.Finished()
 	setDisabled(p.stop, !running)
 	setDisabled(p.send, running)
+	setBusy(running, p.colA, p.colB)
 	showProgress(r)
 	if r == nil {
 		p.drawCharts(nil, nil, nil, -1)

@@ -45,6 +45,16 @@ func setHidden(el js.Value, h bool) {
 	}
 }
 
+// setBusy marks live regions busy while they stream, so screen readers
+// announce the finished text once instead of every token.
+func setBusy(busy bool, els ...js.Value) {
+	for _, el := range els {
+		if exists(el) {
+			el.Call("setAttribute", "aria-busy", strconv.FormatBool(busy))
+		}
+	}
+}
+
 func value(el js.Value) string {
 	if !exists(el) {
 		return ""
