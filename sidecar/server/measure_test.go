@@ -134,4 +134,3 @@ func runConcurrent(n int, one func() (ttftMs, tokS float64)) measured {
 	}
 	return measured{ttft: ttfts[n/2], tokS: sum / float64(n)}
 }
-
