@@ -120,6 +120,9 @@ type tab struct {
 	ctx context.Context
 	mu  sync.Mutex
 	raw [][]byte
+	// sentAt and recvAt are the browser's timestamps (seconds) of the last
+	// generate frame sent and of the first token frame received after it.
+	sentAt, recvAt float64
 }
 
 func (e *env) open(t *testing.T, path string) *tab {
@@ -134,10 +137,28 @@ func (e *env) open(t *testing.T, path string) *tab {
 		t.Fatal(err)
 	}
 	if err := chromedp.Listen(ctx, func(ev any) {
-		if f, ok := ev.(*network.EventWebSocketFrameReceived); ok && f.Response != nil && f.Response.Opcode == 2 {
+		switch f := ev.(type) {
+		case *network.EventWebSocketFrameReceived:
+			if f.Response == nil || f.Response.Opcode != 2 {
+				return
+			}
 			tb.mu.Lock()
 			tb.raw = append(tb.raw, f.Response.PayloadData)
+			if tb.recvAt == 0 && tb.sentAt > 0 && len(f.Response.PayloadData) > 0 {
+				if fr, err := shared.Decode(f.Response.PayloadData); err == nil && fr.FrameType() == shared.TypeToken {
+					tb.recvAt = f.Timestamp.Float64()
+				}
+			}
 			tb.mu.Unlock()
+		case *network.EventWebSocketFrameSent:
+			if f.Response == nil || f.Response.Opcode != 2 {
+				return
+			}
+			if fr, err := shared.DecodeClient(f.Response.PayloadData); err == nil && fr.FrameType() == shared.TypeGenerate {
+				tb.mu.Lock()
+				tb.sentAt, tb.recvAt = f.Timestamp.Float64(), 0
+				tb.mu.Unlock()
+			}
 		}
 	}); err != nil {
 		t.Fatal(err)
@@ -224,7 +245,13 @@ func (tb *tab) send(text, tokenJS string) float64 {
 	tb.t.Helper()
 	tb.do("type prompt", chromedp.SetValue(chromedp.CSS(`[data-testid=prompt]`), text))
 	eval[chromedp.Void](tb, `window.__sent = performance.now(); document.querySelector('[data-testid=send]').click()`)
-	return pollValue[float64](tb, "first token", `(`+tokenJS+`) ? Math.max(performance.now() - window.__sent, 0.001) : 0`)
+	ms := pollValue[float64](tb, "first token", `(`+tokenJS+`) ? Math.max(performance.now() - window.__sent, 0.001) : 0`)
+	tb.mu.Lock()
+	if tb.recvAt > tb.sentAt && tb.sentAt > 0 {
+		tb.t.Logf("on the socket: generate frame sent → first token frame received %.1f ms", (tb.recvAt-tb.sentAt)*1000)
+	}
+	tb.mu.Unlock()
+	return ms
 }
 
 func (tb *tab) setValue(id, v string) {
@@ -359,10 +386,12 @@ func testClassroom(t *testing.T, e *env) {
 	// Step through the strip: back twice, then step once.
 	strip := func() string { return eval[string](tb, `document.getElementById('scrub-value').textContent`) }
 	end := strip()
-	tb.do("back", chromedp.Click(chromedp.CSS(`#back`)), chromedp.Click(chromedp.CSS(`#back`)))
+	// element.click(): mouse clicks at coordinates can miss while the
+	// tables below re-lay out the page.
+	eval[chromedp.Void](tb, `document.getElementById('back').click(); document.getElementById('back').click()`)
 	tb.poll("two steps back", `/paused/.test(document.getElementById('scrub-value').textContent)`)
 	back := strip()
-	tb.do("step", chromedp.Click(chromedp.CSS(`[data-testid=step]`)))
+	eval[chromedp.Void](tb, `document.querySelector('[data-testid=step]').click()`)
 	tb.poll("one step on", fmt.Sprintf(`document.getElementById('scrub-value').textContent !== %q`, back))
 	stepped := strip()
 	var nEnd, nBack, nStep, rec int
