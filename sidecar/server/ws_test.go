@@ -388,3 +388,28 @@ func TestWSSlowClientClosed(t *testing.T) {
 		}
 	}
 }
+
+func TestShutdownCancelsAtDeadline(t *testing.T) {
+	s, ts := newTestServer(t, Config{})
+	c := dialWS(t, ts, nil)
+	readFrame(t, c)
+	writeFrame(t, c, shared.Generate{ID: "long", Prompt: "Once upon a time", Temperature: shared.Ptr(0.0), Compare: true})
+	for {
+		if _, ok := readFrame(t, c).(*shared.Token); ok {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	err := s.Shutdown(ctx)
+	if s.sessions.Load() != 0 || s.Engine().KVPool.InUseBytes() != 0 {
+		t.Fatalf("after shutdown: %d sessions, %d KV bytes in use", s.sessions.Load(), s.Engine().KVPool.InUseBytes())
+	}
+	if err == nil {
+		t.Log("the run finished inside the deadline")
+	}
+	// New work is refused.
+	if got := doReq(s, "POST", "/v1/completions", `{"prompt":"a"}`); got != http.StatusServiceUnavailable {
+		t.Fatalf("after shutdown: %d", got)
+	}
+}
