@@ -400,3 +400,28 @@ func FuzzDecodeClient(f *testing.F) {
 		}
 	})
 }
+
+// Map iteration order is random; the encoding must not be.
+func TestEncodeDeterministic(t *testing.T) {
+	rec := Recovery{}
+	for _, p := range Policies {
+		rec[p] = float64(len(p))
+	}
+	f := &Profile{ID: "x", Heads: []HeadProfile{{Recovery: rec}}}
+	first, err := Encode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		b, _ := Encode(f)
+		if !bytes.Equal(b, first) {
+			t.Fatal("encoding depends on map order")
+		}
+	}
+	// A nil map stays nil across the wire.
+	b, _ := Encode(&Profile{Heads: []HeadProfile{{}}})
+	g, err := Decode(b)
+	if err != nil || g.(*Profile).Heads[0].Recovery != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,12 @@
 // prose description of the same frames.
 package shared
 
+import (
+	"sort"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
 // Protocol is the WebSocket subprotocol and the value of Hello.Protocol.
 const Protocol = "fastgen.v1"
 
@@ -218,8 +224,37 @@ type HeadProfile struct {
 	KVHead int    `msgpack:"kv_head"`
 	Policy string `msgpack:"policy"`
 	// Recovery maps each policy name to the attention mass it recovers.
-	Recovery map[string]float64 `msgpack:"recovery"`
-	Mass     Mass               `msgpack:"mass"`
+	Recovery Recovery `msgpack:"recovery"`
+	Mass     Mass     `msgpack:"mass"`
+}
+
+// Recovery maps policy names to recovered attention mass. It is its own
+// type only to encode with sorted keys: msgpack's encoder sorts nothing but
+// a few fixed map types, and equal frames must give equal bytes.
+type Recovery map[string]float64
+
+// EncodeMsgpack writes the map with its keys in sorted order.
+func (r Recovery) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if r == nil {
+		return enc.EncodeNil()
+	}
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if err := enc.EncodeMapLen(len(keys)); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := enc.EncodeString(k); err != nil {
+			return err
+		}
+		if err := enc.EncodeFloat64(r[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PromptToken is one prompt token with its FastGen class.
