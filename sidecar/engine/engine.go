@@ -14,12 +14,13 @@ import (
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
-	"github.com/fastgen/fastgen/sidecar/tensor"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
 )
 
 // Options configure an engine.
 type Options struct {
+	// Backend runs the forward passes (nil: the CPU with Threads threads).
+	Backend      model.Backend
 	Threads      int           // compute threads (0 = all cores)
 	CacheDType   kvcache.DType // element type of cached K/V
 	BlockEntries int           // entries per cache block (0 = default)
@@ -39,7 +40,7 @@ type Engine struct {
 	KVPool  *kvcache.Pool
 
 	compute sync.Mutex
-	pool    *tensor.Pool
+	backend model.Backend
 	opt     Options
 }
 
@@ -65,17 +66,28 @@ func New(m *model.Model, opt Options) (*Engine, error) {
 	}
 	e := &Engine{Model: m, Tok: tok, opt: opt}
 	e.Classes = fastgen.NewClasses(tok, tok.ChatMarkers())
-	e.pool = tensor.NewPool(opt.Threads)
+	e.backend = opt.Backend
+	if e.backend == nil {
+		e.backend = model.NewCPU(opt.Threads)
+	}
 	e.KVPool = kvcache.NewPool(m.Config.HeadDim, opt.CacheDType, opt.BlockEntries, opt.ReserveBlocks)
 	return e, nil
 }
 
-// Threads is the number of compute threads.
-func (e *Engine) Threads() int { return e.pool.Threads() }
+// Threads is the number of CPU compute threads (0 on other backends).
+func (e *Engine) Threads() int {
+	if cpu, ok := e.backend.(*model.CPU); ok {
+		return cpu.Pool.Threads()
+	}
+	return 0
+}
 
-// Close releases the compute pool and the model file.
+// Backend is the device the engine computes on.
+func (e *Engine) Backend() model.Backend { return e.backend }
+
+// Close releases the backend and the model file.
 func (e *Engine) Close() error {
-	e.pool.Close()
+	e.backend.Close()
 	return e.Model.Close()
 }
 
@@ -113,7 +125,7 @@ type Session struct {
 	e       *Engine
 	kv      KVOptions
 	cache   *kvcache.Cache
-	state   *model.State
+	state   model.Runner
 	history []int
 
 	// Profile is the last prefill's profile (nil for full mode).
@@ -132,11 +144,11 @@ func (e *Engine) NewSession(kv KVOptions) (*Session, error) {
 	}
 	c := e.Model.Config
 	cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, Score: kv.FastGen.Score, Seed: kv.Seed, MaxLen: c.Ctx}
-	return &Session{
-		e: e, kv: kv,
-		cache: kvcache.New(cfg, e.KVPool),
-		state: model.NewState(e.Model, e.pool),
-	}, nil
+	r, err := e.backend.NewRunner(e.Model)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{e: e, kv: kv, cache: kvcache.New(cfg, e.KVPool), state: r}, nil
 }
 
 // Cache is the session's KV cache.
@@ -248,7 +260,11 @@ func (s *Session) Fork(kv KVOptions) (*Session, error) {
 	if err := kv.Validate(); err != nil {
 		return nil, err
 	}
-	f := &Session{e: s.e, kv: kv, cache: s.cache.Fork(), state: model.NewState(s.e.Model, s.e.pool)}
+	r, err := s.e.backend.NewRunner(s.e.Model)
+	if err != nil {
+		return nil, err
+	}
+	f := &Session{e: s.e, kv: kv, cache: s.cache.Fork(), state: r}
 	f.history = append([]int(nil), s.history...)
 	switch kv.Mode {
 	case kvcache.ModeFull:
