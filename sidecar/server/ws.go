@@ -267,7 +267,8 @@ func (wc *wsConn) doneAll(g *shared.Generate, reason string) {
 	}
 }
 
-// defaultBaselineBudget is the kept share a fixed baseline gets when a
+// defaultBaselineBudget is the kept share a fixed baseline (primary or the
+// compare_with stream; kv.budget applies to whichever is a baseline) gets when a
 // request leaves kv.budget at 0; the engine fixes a comparison stream's
 // policy before the FastGen run's pruned ratio is known.
 const defaultBaselineBudget = 0.5
@@ -290,7 +291,7 @@ func kvOptions(mode string, kv *shared.KV, seed uint64) engine.KVOptions {
 	}
 	if mode != kvcache.ModeFull && mode != kvcache.ModeFastGen {
 		b := defaultBaselineBudget
-		if kv != nil && kv.Budget > 0 && kv.Mode == mode {
+		if kv != nil && kv.Budget > 0 {
 			b = kv.Budget
 		}
 		o.Budget = kvcache.Budget{Ratio: b}
