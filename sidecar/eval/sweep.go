@@ -593,7 +593,7 @@ func matchBaseline(ctx context.Context, e *engine.Engine, base *engine.Session, 
 					ki++
 				}
 				// ceil((ki − ¼)/tEnd · tEnd) = ki at the end, safe from rounding.
-				p, _ := kvcache.BaselinePolicy(mode, kvcache.Budget{Ratio: math.Min(1, (float64(ki)-0.25)/float64(tEnd))})
+				p, _ := kvcache.BaselinePolicy(mode, kvcache.Budget{Ratio: (float64(ki) - 0.25) / float64(tEnd)})
 				c.SetPolicy(i/cfg.KVHeads, i%cfg.KVHeads, p)
 			}
 		}
@@ -612,7 +612,9 @@ func matchBaseline(ctx context.Context, e *engine.Engine, base *engine.Session, 
 		tried[b] = m
 		return m, nil
 	}
-	lo, hi := heads, heads*tEnd
+	// Up to 2t per head: H2O's recent and heavy halves overlap, so it needs
+	// a nominal budget above t to keep everything (a FastGen point on full).
+	lo, hi := heads, 2*heads*tEnd
 	b := min(hi, max(lo, int(math.Round((1-target)*float64(heads*tEnd)))))
 	var best *measure
 	for range 24 {
