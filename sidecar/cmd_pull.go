@@ -55,37 +55,45 @@ flags:
 		fmt.Fprintf(stderr, "fastgen pull: %v\n", err)
 		return exitBadInput
 	}
-	st, err := store.Open()
-	if err != nil {
-		fmt.Fprintf(stderr, "fastgen pull: %v\n", err)
-		return exitFailure
-	}
-
 	// Cancelling the context on SIGINT/SIGTERM lets the download close the
 	// partial file cleanly (kept for resume) instead of dying mid-write; the
 	// store itself only ever receives whole files by rename.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	c := hub.NewClient()
-	file, err := c.Resolve(ctx, ref, *revision)
+	path, err := pullModel(ctx, ref, *revision, *quiet, stderr)
 	if err != nil {
 		return pullFailed(stderr, err)
+	}
+	fmt.Fprintln(stdout, path)
+	return exitOK
+}
+
+// pullModel downloads one file of a repo into the store (or finds it there,
+// verified) and returns its path.
+func pullModel(ctx context.Context, ref hub.Ref, revision string, quiet bool, stderr io.Writer) (string, error) {
+	st, err := store.Open()
+	if err != nil {
+		return "", err
+	}
+	c := hub.NewClient()
+	file, err := c.Resolve(ctx, ref, revision)
+	if err != nil {
+		return "", err
 	}
 	dest, err := st.Path(ref.Repo, file.Path)
 	if err != nil {
-		return pullFailed(stderr, err)
+		return "", err
 	}
 	key := file.SHA256
 	if key == "" {
-		key = *revision
+		key = revision
 	}
 	part, err := st.PartialPath(ref.Repo, file.Path, key)
 	if err != nil {
-		return pullFailed(stderr, err)
+		return "", err
 	}
 	var prog hub.Progress
-	if !*quiet {
+	if !quiet {
 		prog = hub.NewProgress(stderr)
 		size := "size unknown"
 		if file.Size >= 0 {
@@ -94,12 +102,12 @@ flags:
 		fmt.Fprintf(stderr, "pulling %s (%s) from %s\n", store.Name(ref.Repo, file.Path), size, c.Endpoint)
 	}
 	res, err := c.Download(ctx, hub.Request{
-		Repo: ref.Repo, Revision: *revision, File: file, PartPath: part, Dest: dest, Progress: prog,
+		Repo: ref.Repo, Revision: revision, File: file, PartPath: part, Dest: dest, Progress: prog,
 	})
 	if err != nil {
-		return pullFailed(stderr, err)
+		return "", err
 	}
-	if !*quiet {
+	if !quiet {
 		switch {
 		case res.Existing:
 			fmt.Fprintln(stderr, "already in the store and verified")
@@ -107,8 +115,7 @@ flags:
 			fmt.Fprintf(stderr, "verified sha256 %s\n", res.SHA256)
 		}
 	}
-	fmt.Fprintln(stdout, res.Path)
-	return exitOK
+	return res.Path, nil
 }
 
 func pullFailed(stderr io.Writer, err error) int {

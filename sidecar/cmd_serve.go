@@ -44,10 +44,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitBadInput
 	}
 	if mf.path == "" {
-		fmt.Fprintln(stderr, "fastgen serve: no model given.\n"+
-			"  pass --model PATH (a .gguf file, a llama2.c .bin, or a name from 'fastgen models'),\n"+
-			"  or set FASTGEN_MODEL=PATH. For a quick start: fastgen serve --model ../shared/models/stories260K.gguf")
-		return exitBadInput
+		path, err := defaultModel(context.Background(), stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen serve:", err)
+			return exitBadInput
+		}
+		mf.path = path
 	}
 	if *parallel < 1 || *queue < 0 || *maxPrompt < 0 || *maxTokens < 0 || *maxKV < 0 {
 		fmt.Fprintln(stderr, "fastgen serve: --parallel must be ≥ 1; --queue and the caps ≥ 0")
