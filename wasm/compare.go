@@ -27,6 +27,7 @@ type comparePage struct {
 	vocab            int
 	shareLink        js.Value
 	agreeTbl, memTbl js.Value
+	view             compareView
 }
 
 func newComparePage(c *client) *comparePage {
@@ -219,9 +220,7 @@ func (p *comparePage) render() {
 	setText(byID("th-b"), b.Name)
 
 	div := app.Divergence(a.Tokens, b.Tokens)
-	da, db := app.TokenDiff(a.Tokens, b.Tokens)
-	setHTML(p.colA, app.TokenHTML(a.Tokens, da, div, "a"))
-	setHTML(p.colB, app.TokenHTML(b.Tokens, db, div, "b"))
+	p.renderColumns(r, a, b, div)
 	setText(byID("stats-a"), statsLine(a))
 	setText(byID("stats-b"), statsLine(b))
 
@@ -244,24 +243,98 @@ func (p *comparePage) render() {
 	kl, exact := app.KLSeries(a.Tokens, b.Tokens, p.vocab)
 	p.drawCharts(agree, kl, a, div)
 
+	// Table rows are final once written (both tokens of a step are known),
+	// so only new rows are appended.
+	v := &p.view
 	var rows strings.Builder
-	for i := range n {
+	for i := v.agreeRows; i < n; i++ {
 		k := app.Num(kl[i], 4)
 		if !exact && !math.IsNaN(kl[i]) && a.Tokens[i].KL == nil {
 			k += " (top-k estimate)"
 		}
 		rows.WriteString(app.TR(strconv.Itoa(i), a.Tokens[i].Text, b.Tokens[i].Text, app.Pct(agree[i]), k))
 	}
-	setHTML(p.agreeTbl, rows.String())
+	appendHTML(p.agreeTbl, rows.String())
+	v.agreeRows = n
 	rows.Reset()
-	for i, m := range a.Mem {
+	for i := v.memRows; i < len(a.Mem); i++ {
+		m := a.Mem[i]
 		saved := 0.0
 		if m.KVBytesFull > 0 {
 			saved = 1 - float64(m.KVBytes)/float64(m.KVBytesFull)
 		}
 		rows.WriteString(app.TR(strconv.Itoa(i), app.Bytes(m.KVBytes), app.Bytes(m.KVBytesFull), app.Pct(saved)))
 	}
-	setHTML(p.memTbl, rows.String())
+	appendHTML(p.memTbl, rows.String())
+	v.memRows = len(a.Mem)
+}
+
+// compareView is what the DOM already shows of the current run. Rebuilding
+// both columns and tables on every frame costs O(tokens) per frame, which a
+// fast model turns into seconds of jank; streaming appends instead.
+type compareView struct {
+	run                *app.Run
+	spansA, spansB     int // token spans in each column
+	paired             int // steps whose same/differ mark is set
+	div                int // first divergence marked, -1 none yet
+	agreeRows, memRows int
+	final              bool // the finished run got its LCS diff
+}
+
+// renderColumns streams tokens into the columns with a positional diff
+// (final for a step as soon as both tokens exist), then, once the run is
+// over, redraws both with the LCS diff, which can re-align the text after a
+// divergence but may change earlier marks, so it is not used mid-stream.
+func (p *comparePage) renderColumns(r *app.Run, a, b *app.Stream, div int) {
+	v := &p.view
+	if v.run != r {
+		*v = compareView{run: r, div: -1}
+		for _, el := range []js.Value{p.colA, p.colB, p.agreeTbl, p.memTbl} {
+			setHTML(el, "")
+		}
+	}
+	if v.final {
+		return
+	}
+	if r.Finished() {
+		da, db := app.TokenDiff(a.Tokens, b.Tokens)
+		setHTML(p.colA, app.TokenHTML(a.Tokens, 0, da, div, "a"))
+		setHTML(p.colB, app.TokenHTML(b.Tokens, 0, db, div, "b"))
+		v.final = true
+		return
+	}
+	appendHTML(p.colA, app.TokenHTML(a.Tokens[v.spansA:], v.spansA, nil, -1, "a"))
+	appendHTML(p.colB, app.TokenHTML(b.Tokens[v.spansB:], v.spansB, nil, -1, "b"))
+	v.spansA, v.spansB = len(a.Tokens), len(b.Tokens)
+	n := min(len(a.Tokens), len(b.Tokens))
+	for i := v.paired; i < n; i++ {
+		if a.Tokens[i].Token != b.Tokens[i].Token {
+			markSpan(p.colA, i, "diff")
+			markSpan(p.colB, i, "diff")
+		}
+	}
+	v.paired = n
+	if v.div < 0 && div >= 0 {
+		markSpan(p.colA, div, "first-div")
+		markSpan(p.colB, div, "first-div")
+		v.div = div
+	}
+}
+
+func appendHTML(el js.Value, html string) {
+	if html != "" && exists(el) {
+		el.Call("insertAdjacentHTML", "beforeend", html)
+	}
+}
+
+// markSpan adds a class to the i-th token span of a column.
+func markSpan(col js.Value, i int, class string) {
+	if !exists(col) {
+		return
+	}
+	if el := col.Get("children").Call("item", i); exists(el) {
+		el.Get("classList").Call("add", class)
+	}
 }
 
 func (p *comparePage) drawCharts(agree, kl []float64, a *app.Stream, div int) {

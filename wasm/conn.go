@@ -14,8 +14,14 @@ import (
 // WebSocket object. It reconnects with backoff; frames are decoded with
 // the shared types and handed to the page.
 type conn struct {
-	ws       js.Value
-	open     bool
+	ws   js.Value
+	open bool
+	// pending holds received messages not yet decoded: the socket callback
+	// only copies bytes, and the render loop decodes within a time budget,
+	// so a server streaming faster than the page can draw (a tiny model
+	// makes hundreds of tokens per second) cannot starve rendering.
+	pending  [][]byte
+	head     int
 	backoff  app.Backoff
 	lastSeen time.Time
 	handlers js.Func
@@ -82,7 +88,35 @@ func (c *conn) message(data js.Value) {
 		global.Get("console").Call("warn", "fastgen: ignoring a text message; the protocol is binary msgpack")
 		return
 	}
-	f, err := shared.Decode(bytesFromJS(data))
+	c.pending = append(c.pending, bytesFromJS(data))
+	// A hidden tab gets no animation frames; keep its state current
+	// instead of letting the queue grow until the tab is shown again.
+	if document.Get("hidden").Bool() {
+		c.drain(-1)
+	}
+}
+
+// drain decodes and dispatches queued messages in order until the queue is
+// empty or budgetMS milliseconds have passed (budgetMS < 0: no limit).
+func (c *conn) drain(budgetMS float64) {
+	perf := global.Get("performance")
+	start := perf.Call("now").Float()
+	for c.head < len(c.pending) {
+		b := c.pending[c.head]
+		c.pending[c.head] = nil
+		c.head++
+		c.dispatch(b)
+		if budgetMS >= 0 && perf.Call("now").Float()-start > budgetMS {
+			break
+		}
+	}
+	if c.head == len(c.pending) {
+		c.pending, c.head = c.pending[:0], 0
+	}
+}
+
+func (c *conn) dispatch(b []byte) {
+	f, err := shared.Decode(b)
 	if err != nil {
 		global.Get("console").Call("warn", "fastgen: bad frame:", err.Error())
 		return
@@ -94,6 +128,8 @@ func (c *conn) message(data js.Value) {
 }
 
 func (c *conn) closed(code int, reason string) {
+	// Frames that arrived before the close still count (a final done).
+	c.drain(-1)
 	wasOpen := c.open
 	c.open = false
 	delay := c.backoff.Next()

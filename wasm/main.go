@@ -95,11 +95,14 @@ func (c *client) surface(id string) *surface {
 	return s
 }
 
-// startRenderLoop redraws on requestAnimationFrame, so bursts of frames
-// from the socket cost one DOM update and one canvas copy per display frame.
+// startRenderLoop decodes queued frames and redraws on
+// requestAnimationFrame, so bursts of frames from the socket cost one DOM
+// update and one canvas copy per display frame.
 func (c *client) startRenderLoop() {
 	var loop js.Func
 	loop = js.FuncOf(func(js.Value, []js.Value) any {
+		// Half a 60 Hz frame for frames, leaving the rest for drawing.
+		c.conn.drain(8)
 		c.page.render()
 		for _, s := range c.surfaces {
 			s.flush()

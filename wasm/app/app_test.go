@@ -364,9 +364,14 @@ func TestChat(t *testing.T) {
 
 func TestHTML(t *testing.T) {
 	toks := []shared.Token{{Text: "<b>"}, {Text: " x", Index: 1, Logprob: math.Log(0.5), Top: []shared.Alternative{{Text: "\n", Logprob: math.Log(0.25)}}}}
-	got := TokenHTML(toks, []DiffOp{Same, Changed}, 1, "a")
+	got := TokenHTML(toks, 0, []DiffOp{Same, Changed}, 1, "a")
 	want := `<span class="tok" tabindex="0" data-col="a" data-i="0">&lt;b&gt;</span><span class="tok diff first-div" tabindex="0" data-col="a" data-i="1"> x</span>`
 	if got != want {
+		t.Fatal(got)
+	}
+	// Appending from step 7: indexes continue, first-div is a step number.
+	got = TokenHTML(toks[1:], 7, nil, 7, "b")
+	if got != `<span class="tok first-div" tabindex="0" data-col="b" data-i="7"> x</span>` {
 		t.Fatal(got)
 	}
 	alt := AlternativesHTML(toks[1])

@@ -31,14 +31,17 @@ func FrameID(f shared.Frame) string {
 	return ""
 }
 
-// TokenHTML renders a stream as focusable spans for the compare columns.
-// Each span carries its column and index so one delegated listener can show
-// the alternatives; differing tokens and the first divergence get classes.
-func TokenHTML(tokens []shared.Token, ops []DiffOp, firstDiv int, col string) string {
+// TokenHTML renders a stream as focusable spans for the compare columns;
+// tokens[0] is step start, so a streaming view can append only new tokens.
+// Each span carries its column and step so one delegated listener can show
+// the alternatives; differing tokens (ops, indexed like tokens) and the
+// first divergence (a step) get classes.
+func TokenHTML(tokens []shared.Token, start int, ops []DiffOp, firstDiv int, col string) string {
 	var b strings.Builder
-	for i, t := range tokens {
+	for j, t := range tokens {
+		i := start + j
 		b.WriteString(`<span class="tok`)
-		if i < len(ops) && ops[i] == Changed {
+		if j < len(ops) && ops[j] == Changed {
 			b.WriteString(" diff")
 		}
 		if i == firstDiv {
