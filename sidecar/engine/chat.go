@@ -94,6 +94,7 @@ func (c *Chat) Send(ctx context.Context, user string, req Request, sink Sink) (R
 		return Result{}, &BadRequestError{fmt.Sprintf("the conversation needs %d more tokens but only %d of the context length %d are left: start a new chat",
 			len(fresh), ctxLen-c.sess.cache.Len()-1, ctxLen)}
 	}
+	c.sess.OnProgress = sink.Progress
 	sink.Progress(0, len(fresh))
 	start := time.Now()
 	logits, err := c.sess.Prefill(ctx, fresh, false)

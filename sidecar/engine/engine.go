@@ -132,6 +132,9 @@ type Session struct {
 	Profile *fastgen.Profile
 	// ProfileTime is how long profiling took in the last prefill.
 	ProfileTime time.Duration
+	// OnProgress, when set, hears how far a prefill has got, in tokens
+	// (estimated from the layers done: a prefill is one batch).
+	OnProgress func(processed, total int)
 }
 
 // NewSession starts an empty session.
@@ -209,7 +212,11 @@ func (s *Session) Prefill(ctx context.Context, tokens []int, hold bool) ([]float
 		}
 		prof = &timedProfiler{p: fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(tokens), s.cache.Len(), fixed)}
 	}
-	b := model.Batch{Tokens: tokens, Flags: s.flags(tokens)}
+	b := model.Batch{Tokens: tokens, Flags: s.flags(tokens), Ctx: ctx}
+	if s.OnProgress != nil {
+		layers, total := c.Layers, len(tokens)
+		b.Progress = func(layer int) { s.OnProgress(total*layer/layers, total) }
+	}
 	if prof != nil {
 		b.Profiler = prof
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -217,5 +218,36 @@ func TestKL(t *testing.T) {
 	want := 0.5*0.6931471805599453 + 0.5*-0.4054651081081644
 	if kl := KL([]float32{0, 0}, []float32{0, 1.0986123}); kl < want-1e-6 || kl > want+1e-6 {
 		t.Errorf("KL = %v, want %v", kl, want)
+	}
+}
+
+// cancelInPrefill cancels as soon as the prefill reports progress.
+type cancelInPrefill struct {
+	NopSink
+	cancel context.CancelFunc
+	tokens int
+}
+
+func (c *cancelInPrefill) Progress(done, total int) {
+	if done > 0 && done < total {
+		c.cancel()
+	}
+}
+func (c *cancelInPrefill) Token(string, Token) { c.tokens++ }
+
+func TestCancelDuringPrefill(t *testing.T) {
+	e := stories(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink := &cancelInPrefill{cancel: cancel}
+	_, err := e.Generate(ctx, Request{Prompt: "Once upon a time there was a big dog who liked to run and play in the sun all day long.", MaxTokens: 50}, sink)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if sink.tokens != 0 {
+		t.Errorf("generated %d tokens after a cancel during prefill", sink.tokens)
+	}
+	if b := e.KVPool.InUseBytes(); b != 0 {
+		t.Errorf("cancelled prefill kept %d bytes of cache", b)
 	}
 }

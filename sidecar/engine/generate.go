@@ -210,6 +210,7 @@ func (e *Engine) Generate(ctx context.Context, req Request, sink Sink) ([]Result
 		return nil, &BadRequestError{err.Error()}
 	}
 	defer primary.Close()
+	primary.OnProgress = sink.Progress
 	sink.Progress(0, len(prompt))
 	start := time.Now()
 	logits, err := primary.Prefill(ctx, prompt, req.Compare != nil)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -26,6 +27,11 @@ type Batch struct {
 	Profiler Profiler
 	// AllLogits asks for the logits of every position, not only the last.
 	AllLogits bool
+	// Ctx, when set, is checked between layers so that a long prefill stops
+	// soon after its request is cancelled (the cache is then unusable and
+	// must be closed). Progress, when set, is told each finished layer.
+	Ctx      context.Context
+	Progress func(layer int)
 	// Attention, when set, sees every head's attention probabilities right
 	// after it attends (before any eviction), e.g. to measure attention loss
 	// against a shadow full cache. Calls for different heads run
@@ -130,6 +136,14 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
 	for li := range s.m.layers {
+		if b.Ctx != nil && li > 0 {
+			if err := b.Ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if b.Progress != nil && li > 0 {
+			b.Progress(li)
+		}
 		l := &s.m.layers[li]
 		xb := s.xb[:n*dim]
 		for i := 0; i < n; i++ {
