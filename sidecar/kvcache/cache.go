@@ -75,6 +75,7 @@ type Cache struct {
 	top     int32
 	scratch Scratch // for single-threaded callers (ApplyAll)
 	closed  bool
+	mirror  Mirror // a device holding the K/V rows (mirror.go), or nil
 }
 
 // New makes an empty cache whose heads all use FullPolicy.
@@ -170,6 +171,10 @@ func (c *Cache) AppendAt(layer int, offset int, flags Flags, k, v []float32) {
 	pos := c.next + int32(offset)
 	c.top = max(c.top, pos+1)
 	for kh := 0; kh < c.cfg.KVHeads; kh++ {
+		if len(k) == 0 { // rows computed on a device that holds them
+			c.appendRow(c.h(layer, kh), pos, flags, nil, nil)
+			continue
+		}
 		c.appendRow(c.h(layer, kh), pos, flags, k[kh*d:(kh+1)*d], v[kh*d:(kh+1)*d])
 	}
 }
@@ -184,13 +189,18 @@ func (c *Cache) appendRow(h *head, pos int32, flags Flags, k, v []float32) {
 	be := c.pool.blockEntries
 	if h.n == len(h.blocks)*be {
 		h.blocks = append(h.blocks, c.pool.get())
+		if c.mirror != nil {
+			c.mirrorBlocks(h)
+		}
 	}
 	b, i := h.blocks[h.n/be], h.n%be
 	d := c.pool.headDim
-	if c.pool.dtype == F16 {
+	switch {
+	case !b.hasRows() || len(k) == 0: // the rows live on a device
+	case c.pool.dtype == F16:
 		tensor.F32ToF16s(b.kh[i*d:(i+1)*d], k)
 		tensor.F32ToF16s(b.vh[i*d:(i+1)*d], v)
-	} else {
+	default:
 		copy(b.kf[i*d:(i+1)*d], k)
 		copy(b.vf[i*d:(i+1)*d], v)
 	}
@@ -446,7 +456,12 @@ func (c *Cache) evict(h *head, j int) {
 	h.evicted = append(h.evicted, bj.pos[ij])
 	if j != last {
 		bl, il := h.blocks[last/be], last%be
-		if c.pool.dtype == F16 {
+		if c.mirror != nil {
+			c.mirrorMove(h, j, last)
+		}
+		if !bj.hasRows() || !bl.hasRows() {
+			// the rows live on a device
+		} else if c.pool.dtype == F16 {
 			copy(bj.kh[ij*d:(ij+1)*d], bl.kh[il*d:(il+1)*d])
 			copy(bj.vh[ij*d:(ij+1)*d], bl.vh[il*d:(il+1)*d])
 		} else {
@@ -460,6 +475,9 @@ func (c *Cache) evict(h *head, j int) {
 		c.pool.put(h.blocks[nb:])
 		clear(h.blocks[nb:])
 		h.blocks = h.blocks[:nb]
+		if c.mirror != nil {
+			c.mirrorBlocks(h)
+		}
 	}
 }
 
@@ -485,7 +503,9 @@ func (c *Cache) Fork() *Cache {
 			copy(nb.pos, b.pos)
 			copy(nb.flags, b.flags)
 			copy(nb.score, b.score)
-			if c.pool.dtype == F16 {
+			if !nb.hasRows() || !b.hasRows() {
+				// the rows live on a device: the mirror's Fork copies them
+			} else if c.pool.dtype == F16 {
 				copy(nb.kh, b.kh)
 				copy(nb.vh, b.vh)
 			} else {
@@ -494,6 +514,9 @@ func (c *Cache) Fork() *Cache {
 			}
 			dst.blocks = append(dst.blocks, nb)
 		}
+	}
+	if c.mirror != nil {
+		f.mirror = c.mirror.Fork(f)
 	}
 	return f
 }
@@ -504,6 +527,9 @@ func (c *Cache) Close() {
 		return
 	}
 	c.closed = true
+	if c.mirror != nil {
+		c.mirror.Close()
+	}
 	for i := range c.heads {
 		c.pool.put(c.heads[i].blocks)
 		c.heads[i].blocks, c.heads[i].n = nil, 0

@@ -72,10 +72,11 @@ type Pool struct {
 	dtype        DType
 	reserve      int // free blocks kept for reuse
 
-	mu        sync.Mutex
-	free      []*block
-	allocated int64 // blocks alive: in use + on the free list
-	inUse     int64
+	mu         sync.Mutex
+	noHostRows bool // K/V rows live on a device (SetHostRows)
+	free       []*block
+	allocated  int64 // blocks alive: in use + on the free list
+	inUse      int64
 }
 
 // MinReserveBlocks is the least number of free blocks a pool keeps. A head
@@ -141,6 +142,9 @@ func (p *Pool) get() *block {
 	p.allocated++
 	n, d := p.blockEntries, p.headDim
 	b := &block{pos: make([]int32, n), flags: make([]Flags, n), score: make([]float32, n)}
+	if p.noHostRows {
+		return b
+	}
 	if p.dtype == F16 {
 		b.kh, b.vh = make([]uint16, n*d), make([]uint16, n*d)
 	} else {
