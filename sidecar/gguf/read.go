@@ -2,12 +2,12 @@ package gguf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"github.com/fastgen/fastgen/sidecar/mmap"
 	"math"
 	"math/bits"
-	"os"
 
+	"github.com/fastgen/fastgen/sidecar/mmap"
 	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
@@ -26,33 +26,12 @@ const (
 
 // Open maps path read-only and parses it. The returned File must be closed.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.IsDir() {
+	data, unmap, err := mmap.Open(path)
+	switch {
+	case errors.Is(err, mmap.ErrDirectory):
 		return nil, &Error{Path: path, Problem: "is a directory, not a GGUF file", Kind: ErrNotGGUF}
-	}
-	size := st.Size()
-	if size < headerSize {
-		// Too small to map usefully; Parse reports exactly what is missing.
-		b := make([]byte, size)
-		if _, err := fd.ReadAt(b, 0); err != nil {
-			return nil, err
-		}
-		return Parse(path, b)
-	}
-	if size > math.MaxInt {
-		return nil, &Error{Path: path, Problem: fmt.Sprintf("is %d bytes, too large to map on this machine", size), Kind: ErrMalformed}
-	}
-	data, unmap, err := mmap.File(fd, int(size))
-	if err != nil {
-		return nil, fmt.Errorf("gguf: mapping %s: %w", path, err)
+	case err != nil:
+		return nil, err
 	}
 	f, err := Parse(path, data)
 	if err != nil {

@@ -10,11 +10,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/fastgen/fastgen/sidecar/mmap"
 	"math"
 	"math/bits"
-	"os"
 
+	"github.com/fastgen/fastgen/sidecar/mmap"
 	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
@@ -77,28 +76,12 @@ func errorf(path string, kind error, format string, args ...any) *Error {
 
 // Open maps path read-only and parses it. The Checkpoint must be closed.
 func Open(path string) (*Checkpoint, error) {
-	fd, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.IsDir() {
+	data, unmap, err := mmap.Open(path)
+	switch {
+	case errors.Is(err, mmap.ErrDirectory):
 		return nil, errorf(path, ErrHeader, "is a directory, not a llama2.c checkpoint")
-	}
-	size := st.Size()
-	if size < headerSize {
-		return nil, errorf(path, ErrTruncated, "is %d bytes, shorter than the %d-byte llama2.c header", size, headerSize)
-	}
-	if size > math.MaxInt {
-		return nil, errorf(path, ErrSize, "is %d bytes, too large to map on this machine", size)
-	}
-	data, unmap, err := mmap.File(fd, int(size))
-	if err != nil {
-		return nil, fmt.Errorf("llama2c: mapping %s: %w", path, err)
+	case err != nil:
+		return nil, err
 	}
 	c, err := Parse(path, data)
 	if err != nil {
