@@ -46,6 +46,7 @@ type collect struct {
 	tokens   map[string][]int
 	profiles int
 	done     map[string]string
+	compared int // token events that carry this step's comparison
 }
 
 func (c *collect) Token(s string, t Token) {
@@ -53,6 +54,9 @@ func (c *collect) Token(s string, t Token) {
 		c.tokens = map[string][]int{}
 	}
 	c.tokens[s] = append(c.tokens[s], t.ID)
+	if t.Compared {
+		c.compared++
+	}
 }
 func (c *collect) Profile(string, *fastgen.Profile, []int) { c.profiles++ }
 func (c *collect) Done(s, reason string, _ Stats) {
@@ -95,6 +99,9 @@ func TestCompareSharesPrefill(t *testing.T) {
 			}
 			if res[1].Stats.PrunedRatio != 0 || res[1].Stats.KVBytes != res[1].Stats.KVBytesFull {
 				t.Errorf("full stream pruned: %+v", res[1].Stats)
+			}
+			if sink.compared != 2*len(storiesGreedy) {
+				t.Errorf("%d token events carried a per-step comparison, want every one of %d", sink.compared, 2*len(storiesGreedy))
 			}
 			if sink.profiles != 1 || sink.done["fastgen"] != FinishLength || sink.done["full"] != FinishLength {
 				t.Errorf("profiles %d done %v", sink.profiles, sink.done)

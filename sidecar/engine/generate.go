@@ -46,6 +46,11 @@ type Token struct {
 	Text    string // the text it completes (may be empty mid-character)
 	Logprob float64
 	Top     []Alternative
+	// Compare mode: KL(compare stream ‖ primary stream) of this step's
+	// distributions, and whether their top-1 tokens agreed.
+	KL       float64
+	Agree    bool
+	Compared bool
 }
 
 // Occupancy is a stream's cache after one step.
@@ -153,6 +158,10 @@ type stream struct {
 	agree   int
 	klSum   float64
 	steps   int
+	// this step's comparison, reported with its token
+	stepKL    float64
+	stepAgree bool
+	compared  bool
 }
 
 func streamName(kv KVOptions) string {
@@ -275,11 +284,15 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			// Agreement and KL compare the distributions both streams see
 			// before sampling this step; the second stream is the reference.
 			a, b := streams[0], streams[1]
-			if argmax(a.logits) == argmax(b.logits) {
+			agree := argmax(a.logits) == argmax(b.logits)
+			if agree {
 				a.agree++
 				b.agree++
 			}
 			kl := KL(b.logits, a.logits)
+			for _, s := range streams {
+				s.stepKL, s.stepAgree, s.compared = kl, agree, true
+			}
 			a.klSum += kl
 			b.klSum += kl
 			a.steps++
@@ -302,7 +315,9 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 				piece = s.dec.Add(id)
 			}
 			s.text.WriteString(piece)
-			sink.Token(s.name, Token{Index: step, ID: id, Text: piece, Logprob: lp, Top: top})
+			sink.Token(s.name, Token{Index: step, ID: id, Text: piece, Logprob: lp, Top: top,
+				KL: s.stepKL, Agree: s.stepAgree, Compared: s.compared})
+			s.compared = false
 			switch {
 			case e.Tok.IsEOG(id):
 				s.reason = FinishStop

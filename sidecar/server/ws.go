@@ -370,6 +370,10 @@ func profileFrame(e *engine.Engine, id, stream string, p *fastgen.Profile, promp
 func (f *frameSink) Token(stream string, t engine.Token) {
 	fr := shared.Token{ID: f.id, Stream: stream, Index: t.Index, Token: t.ID, Text: t.Text, Logprob: t.Logprob,
 		Class: fastgen.Name(f.e.Classes.Of(t.ID))}
+	if t.Compared {
+		kl := t.KL
+		fr.KL = &kl
+	}
 	if len(t.Top) > 0 {
 		fr.Top = make([]shared.Alternative, len(t.Top))
 		for i, a := range t.Top {
