@@ -242,6 +242,15 @@ func (s *Session) Prefill(ctx context.Context, tokens []int, hold bool) ([]float
 // Decode feeds one token: every head attends over what it keeps plus the
 // new token, then re-applies its policy.
 func (s *Session) Decode(ctx context.Context, token int) ([]float32, error) {
+	return s.DecodeObserved(ctx, token, nil)
+}
+
+// DecodeObserved is Decode with an attention observer: obs sees every head's
+// attention probabilities right after it attends and before its policy
+// evicts anything, which is how a full-cache shadow measures the attention
+// mass a compressed cache loses. obs is called concurrently for different
+// heads; nil makes it exactly Decode.
+func (s *Session) DecodeObserved(ctx context.Context, token int, obs model.AttentionObserver) ([]float32, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -251,7 +260,7 @@ func (s *Session) Decode(ctx context.Context, token int) ([]float32, error) {
 	f := [1]kvcache.Flags{s.e.Classes.Of(token)}
 	t := [1]int{token}
 	s.e.compute.Lock()
-	logits, err := s.state.Forward(s.cache, model.Batch{Tokens: t[:], Flags: f[:], Observe: true})
+	logits, err := s.state.Forward(s.cache, model.Batch{Tokens: t[:], Flags: f[:], Observe: true, Attention: obs})
 	s.e.compute.Unlock()
 	if err != nil {
 		return nil, err

@@ -97,6 +97,12 @@ func TestCompareSharesPrefill(t *testing.T) {
 			if !tc.lossless && res[0].Stats.PrunedRatio <= 0 {
 				t.Errorf("fastgen at T=%v pruned nothing", tc.threshold)
 			}
+			// Attention loss: none when nothing is evicted; some, but less
+			// than the pruned share, when heads keep what they attend to.
+			if loss := res[0].Stats.AttnLoss; tc.lossless && loss > 1e-6 || !tc.lossless && (loss <= 0 || loss >= res[0].Stats.PrunedRatio) {
+				t.Errorf("attention loss %v at pruned ratio %v", loss, res[0].Stats.PrunedRatio)
+			}
+			t.Logf("pruned %.3f, attention loss %.4f, agreement %.2f, KL %.4f", res[0].Stats.PrunedRatio, res[0].Stats.AttnLoss, res[0].Stats.Agreement, res[0].Stats.KL)
 			if res[1].Stats.PrunedRatio != 0 || res[1].Stats.KVBytes != res[1].Stats.KVBytesFull {
 				t.Errorf("full stream pruned: %+v", res[1].Stats)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/model"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
 )
 
@@ -74,6 +75,10 @@ type Stats struct {
 	KVBytesFull int64   `json:"kv_bytes_full"`
 	PrunedRatio float64 `json:"pruned_ratio"`
 	ProfileMs   float64 `json:"profile_ms"`
+	// AttnLoss is the mean over steps and heads of 1 − the attention mass (of
+	// a full-cache shadow) on entries this stream kept; measured in compare
+	// mode against full while both streams have generated the same tokens.
+	AttnLoss float64 `json:"attn_loss,omitempty"`
 	// Compare mode: share of steps whose top-1 tokens agreed, and the mean
 	// KL(compare stream ‖ this stream) over steps.
 	Agreement float64 `json:"agreement,omitempty"`
@@ -158,6 +163,9 @@ type stream struct {
 	agree   int
 	klSum   float64
 	steps   int
+	// attention loss against a full-cache shadow (compare mode with full)
+	attnSum   float64
+	attnSteps int
 	// this step's comparison, reported with its token
 	stepKL    float64
 	stepAgree bool
@@ -262,6 +270,10 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 	if maxNew == 0 || maxNew > ctxLen-used {
 		maxNew = ctxLen - used
 	}
+	var shadow *lossShadow
+	if len(streams) == 2 && streams[1].name == kvcache.ModeFull && streams[0].name != kvcache.ModeFull {
+		shadow = newLossShadow(streams[0].sess.cache, streams[1].sess.cache, ctxLen)
+	}
 	for step := 0; ; step++ {
 		active := 0
 		for _, s := range streams {
@@ -329,7 +341,12 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			if s.reason != "" {
 				continue
 			}
-			s.logits, err = s.sess.Decode(ctx, id)
+			var obs model.AttentionObserver
+			if shadow != nil && s == streams[1] && shadow.live(streams[0], streams[1]) {
+				obs = shadow
+				shadow.begin()
+			}
+			s.logits, err = s.sess.DecodeObserved(ctx, id, obs)
 			switch {
 			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 				s.reason = FinishCancelled
@@ -340,7 +357,15 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			case err != nil:
 				return nil, err
 			}
-			sink.Occupancy(s.name, s.occupancy(step))
+			occ := s.occupancy(step)
+			if shadow != nil && s == streams[0] {
+				shadow.mark(occ.Evicted)
+			}
+			if obs != nil {
+				streams[0].attnSum += shadow.end()
+				streams[0].attnSteps++
+			}
+			sink.Occupancy(s.name, occ)
 		}
 	}
 
@@ -366,6 +391,9 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 		}
 		if n := len(s.tokens) - 1; n > 0 {
 			st.DecodeTokS = float64(n) / decodeDur.Seconds()
+		}
+		if s.attnSteps > 0 {
+			st.AttnLoss = s.attnSum / float64(s.attnSteps)
 		}
 		if s.steps > 0 {
 			st.Agreement = float64(s.agree) / float64(s.steps)
@@ -426,4 +454,90 @@ func logNorm(x []float32) float64 {
 		s += math.Exp(float64(v) - mx)
 	}
 	return mx + math.Log(s)
+}
+
+// lossShadow measures, during a full-cache stream's decode step, how much of
+// its attention falls on entries the compressed stream did not attend to at
+// the same step (the spec's attention loss). It is the model's attention
+// observer for the shadow's forward pass; heads report concurrently, each
+// into its own slot.
+type lossShadow struct {
+	comp    *kvcache.Cache // the compressed stream's
+	full    *kvcache.Cache // the shadow's
+	kvHeads int
+	// stamp[h][pos] == step marks the positions head h of the compressed
+	// stream attended over at this step.
+	stamp [][]int32
+	step  int32
+	loss  []float64 // per head, this step
+}
+
+func newLossShadow(comp, full *kvcache.Cache, ctxLen int) *lossShadow {
+	cfg := comp.Config()
+	n := cfg.Layers * cfg.KVHeads
+	l := &lossShadow{comp: comp, full: full, kvHeads: cfg.KVHeads, stamp: make([][]int32, n), loss: make([]float64, n)}
+	for i := range l.stamp {
+		l.stamp[i] = make([]int32, ctxLen)
+	}
+	return l
+}
+
+// live reports whether the two streams still share their history: after
+// they diverge, their attention is over different sequences.
+func (l *lossShadow) live(comp, full *stream) bool {
+	if len(comp.tokens) != len(full.tokens) || comp.reason != "" {
+		return false
+	}
+	for i := range comp.tokens {
+		if comp.tokens[i] != full.tokens[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// mark records what the compressed stream attended over at this step: what
+// it keeps now plus what it evicted after attending.
+func (l *lossShadow) mark(evicted [][]int32) {
+	l.step++
+	cfg := l.comp.Config()
+	for layer := 0; layer < cfg.Layers; layer++ {
+		for kh := 0; kh < cfg.KVHeads; kh++ {
+			h := layer*cfg.KVHeads + kh
+			st := l.stamp[h]
+			for i := 0; i < l.comp.Kept(layer, kh); i++ {
+				st[l.comp.Pos(layer, kh, i)] = l.step
+			}
+			for _, p := range evicted[h] {
+				st[p] = l.step
+			}
+		}
+	}
+}
+
+func (l *lossShadow) begin() { clear(l.loss) }
+
+func (l *lossShadow) end() float64 {
+	var sum float64
+	for _, v := range l.loss {
+		sum += v
+	}
+	return sum / float64(len(l.loss))
+}
+
+// Attention implements model.AttentionObserver for the full stream.
+func (l *lossShadow) Attention(layer, kvHead, _ int, probs []float32, groups, limit int) {
+	h := layer*l.kvHeads + kvHead
+	st := l.stamp[h]
+	var kept float64
+	for j := 0; j < limit; j++ {
+		var a float64
+		for g := 0; g < groups; g++ {
+			a += float64(probs[g*limit+j])
+		}
+		if st[l.full.Pos(layer, kvHead, j)] == l.step {
+			kept += a / float64(groups)
+		}
+	}
+	l.loss[h] = math.Max(0, 1-kept)
 }

@@ -413,7 +413,7 @@ func (f *frameSink) Done(stream, reason string, st engine.Stats) {
 func statsFrame(id, stream string, st engine.Stats, compare bool) shared.Stats {
 	fr := shared.Stats{ID: id, Stream: stream, PrefillTokS: st.PrefillTokS, DecodeTokS: st.DecodeTokS, TTFTMS: st.TTFTms,
 		PrunedRatio: st.PrunedRatio, KVBytes: st.KVBytes, KVBytesFull: st.KVBytesFull,
-		PromptTokens: st.PromptN, GeneratedTokens: st.PredictedN}
+		PromptTokens: st.PromptN, GeneratedTokens: st.PredictedN, AttnLoss: st.AttnLoss}
 	if compare {
 		fr.Agreement, fr.KL = shared.Ptr(st.Agreement), shared.Ptr(st.KL)
 	}
