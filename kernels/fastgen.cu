@@ -1,0 +1,541 @@
+// fastgen.cu: the CUDA kernels of fastgen's forward pass and of its
+// compressed KV cache (see docs/gpu.md). Compiled to PTX for sm_80 and sm_90
+// by `task kernels`; the PTX is committed and embedded (kernels/embed.go) and
+// loaded with the driver API (gorgonia.org/cu), so building the Go binary
+// needs no nvcc.
+//
+// Conventions:
+//  - every kernel is extern "C" (unmangled names looked up from Go);
+//  - every scalar parameter is 4 bytes (int or float): the Go side passes
+//    each argument in an 8-byte slot, and the driver reads the parameter's
+//    own size from it (little-endian);
+//  - matrices are row-major with GGML block layouts (sidecar/tensor);
+//  - the cache of one (layer, KV head) is a list of blocks of `be` entries,
+//    each block [K: be×hd][V: be×hd] in the cache dtype (f32 or f16), found
+//    through a per-head block table of device pointers (u64). Entry j lives
+//    in block j/be at slot j%be, exactly as on the host (sidecar/kvcache).
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+// GGML type ids (sidecar/tensor.DType).
+#define T_F32 0
+#define T_F16 1
+#define T_Q4_0 2
+#define T_Q8_0 8
+#define T_Q4_K 12
+#define T_Q6_K 14
+#define T_BF16 30
+
+#define FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+  return v;
+}
+
+// block_sum reduces over the whole thread block (blockDim.x a multiple of
+// 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) part[w] = v;
+  __syncthreads();
+  int nw = blockDim.x >> 5;
+  v = lane < nw ? part[lane] : 0.f;
+  return warp_sum(v);
+}
+
+__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf2f(uint16_t b) { return __uint_as_float(((uint32_t)b) << 16); }
+__device__ __forceinline__ uint16_t f2h(float f) { return __half_as_ushort(__float2half_rn(f)); }
+__device__ __forceinline__ uint16_t rd16(const uint8_t *p) { return (uint16_t)p[0] | ((uint16_t)p[1] << 8); }
+
+// Bytes of one row of cols elements.
+__device__ __forceinline__ long row_bytes(int type, int cols) {
+  switch (type) {
+  case T_F32: return 4L * cols;
+  case T_F16: case T_BF16: return 2L * cols;
+  case T_Q8_0: return (long)cols / 32 * 34;
+  case T_Q4_0: return (long)cols / 32 * 18;
+  case T_Q4_K: return (long)cols / 256 * 144;
+  case T_Q6_K: return (long)cols / 256 * 210;
+  }
+  return 0;
+}
+
+// deq returns element i of a row (any type). Lanes of a warp that ask for
+// consecutive i read consecutive bytes of the same block.
+__device__ __forceinline__ float deq(int type, const uint8_t *row, int i) {
+  switch (type) {
+  case T_F32: return ((const float *)row)[i];
+  case T_F16: return h2f(((const uint16_t *)row)[i]);
+  case T_BF16: return bf2f(((const uint16_t *)row)[i]);
+  case T_Q8_0: {
+    const uint8_t *b = row + (i >> 5) * 34;
+    return h2f(rd16(b)) * (float)(int8_t)b[2 + (i & 31)];
+  }
+  case T_Q4_0: {
+    const uint8_t *b = row + (i >> 5) * 18;
+    int j = i & 31;
+    uint8_t q = b[2 + (j & 15)];
+    int v = j < 16 ? (q & 0xf) : (q >> 4);
+    return h2f(rd16(b)) * (float)(v - 8);
+  }
+  case T_Q4_K: {
+    const uint8_t *b = row + (i >> 8) * 144;
+    int e = i & 255, sub = e >> 5, l = e & 31;
+    const uint8_t *sc = b + 4;
+    int s, m;
+    if (sub < 4) {
+      s = sc[sub] & 63;
+      m = sc[sub + 4] & 63;
+    } else {
+      s = (sc[sub + 4] & 0xf) | ((sc[sub - 4] >> 6) << 4);
+      m = (sc[sub + 4] >> 4) | ((sc[sub] >> 6) << 4);
+    }
+    uint8_t q = b[16 + 32 * (sub >> 1) + l];
+    int v = (sub & 1) ? (q >> 4) : (q & 0xf);
+    return h2f(rd16(b)) * (float)s * (float)v - h2f(rd16(b + 2)) * (float)m;
+  }
+  case T_Q6_K: {
+    const uint8_t *b = row + (i >> 8) * 210;
+    int e = i & 255, n = e >> 7, r = (e >> 5) & 3, l = e & 31;
+    const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
+    const int8_t *sc = (const int8_t *)(b + 192 + 8 * n);
+    int is = l >> 4, q;
+    switch (r) {
+    case 0: q = (ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4); break;
+    case 1: q = (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4); break;
+    case 2: q = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4); break;
+    default: q = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4); break;
+    }
+    return h2f(rd16(b + 208)) * (float)sc[is + 2 * r] * (float)(q - 32);
+  }
+  }
+  return 0.f;
+}
+
+// ---------------------------------------------------------------------------
+// Matrix products. out[t, r] = Σ_c w[r, c] · x[t, c] for t < n. One warp per
+// row; each warp walks the row 32 elements at a time (coalesced) and applies
+// each dequantized weight to up to MM_TN tokens. blockDim.x = 32·warps,
+// grid.x = ceil(rows / warps), grid.y = ceil(n / MM_TN).
+
+#define MM_TN 8
+
+extern "C" __global__ void matmul(float *out, const uint8_t *w, const float *x, int type, int rows, int cols,
+                                  int n) {
+  int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  int r = blockIdx.x * warps + (threadIdx.x >> 5);
+  int t0 = blockIdx.y * MM_TN;
+  if (r >= rows) return;
+  int tn = min(MM_TN, n - t0);
+  const uint8_t *row = w + (long)r * row_bytes(type, cols);
+  float acc[MM_TN];
+#pragma unroll
+  for (int t = 0; t < MM_TN; t++) acc[t] = 0.f;
+  for (int c = lane; c < cols; c += 32) {
+    float wv = deq(type, row, c);
+#pragma unroll
+    for (int t = 0; t < MM_TN; t++)
+      if (t < tn) acc[t] += wv * x[(long)(t0 + t) * cols + c];
+  }
+#pragma unroll
+  for (int t = 0; t < MM_TN; t++) {
+    float s = warp_sum(acc[t]);
+    if (lane == 0 && t < tn) out[(long)(t0 + t) * rows + r] = s;
+  }
+}
+
+// embed writes row tokens[t] of the embedding matrix to out[t]. grid.x = n.
+extern "C" __global__ void embed(float *out, const uint8_t *w, const int *tokens, int type, int cols) {
+  int t = blockIdx.x;
+  const uint8_t *row = w + (long)tokens[t] * row_bytes(type, cols);
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(long)t * cols + c] = deq(type, row, c);
+}
+
+// ---------------------------------------------------------------------------
+// Elementwise. grid.x = rows for the row-wise kernels.
+
+extern "C" __global__ void rmsnorm(float *out, const float *x, const float *weight, int dim, float eps) {
+  const float *xr = x + (long)blockIdx.x * dim;
+  float *o = out + (long)blockIdx.x * dim;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_sum(ss);
+  float inv = rsqrtf(ss / (float)dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * weight[i];
+}
+
+// add_rows adds src (n rows of dim) to dst, or bias (one row) to every row
+// when rowStride is 0. Total elements total = n·dim.
+extern "C" __global__ void add_rows(float *dst, const float *src, int dim, int rowStride, int total) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  dst[i] += src[(i / dim) * rowStride + i % dim];
+}
+
+// swiglu: out = silu(gate) · up.
+extern "C" __global__ void swiglu(float *out, const float *gate, const float *up, int total) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  float g = gate[i];
+  out[i] = g / (1.f + __expf(-g)) * up[i];
+}
+
+// rope rotates the first ropeDim dims of every head of n rows (heads·hd
+// wide) with tables cos/sin (n × ropeDim/2). One thread per (row, head,
+// pair); neox rotates (j, j+half) instead of (2j, 2j+1).
+extern "C" __global__ void rope(float *x, const float *cosT, const float *sinT, int n, int heads, int hd,
+                                int ropeDim, int neox) {
+  int half = ropeDim / 2;
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= n * heads * half) return;
+  int j = idx % half, h = (idx / half) % heads, t = idx / (half * heads);
+  float *v = x + (long)t * heads * hd + h * hd;
+  float c = cosT[t * half + j], s = sinT[t * half + j];
+  int ia = neox ? j : 2 * j, ib = neox ? j + half : 2 * j + 1;
+  float a = v[ia], b = v[ib];
+  v[ia] = a * c - b * s;
+  v[ib] = a * s + b * c;
+}
+
+// softmax over rows of len values, in place. grid.x = rows.
+extern "C" __global__ void softmax_rows(float *x, int len) {
+  float *r = x + (long)blockIdx.x * len;
+  __shared__ float red;
+  float m = -INFINITY;
+  for (int i = threadIdx.x; i < len; i += blockDim.x) m = fmaxf(m, r[i]);
+  m = warp_max(m);
+  __shared__ float part[32];
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float mm = -INFINITY;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) mm = fmaxf(mm, part[w]);
+    red = mm;
+  }
+  __syncthreads();
+  m = red;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    float e = __expf(r[i] - m);
+    r[i] = e;
+    s += e;
+  }
+  s = block_sum(s);
+  float inv = 1.f / s;
+  for (int i = threadIdx.x; i < len; i += blockDim.x) r[i] *= inv;
+}
+
+// ---------------------------------------------------------------------------
+// The compressed cache. tables holds, per head h (layer-major over KV
+// heads), maxBlocks device pointers; kept[h] is the head's entry count before
+// this batch. Elements are f32 (f16 = 0) or f16 (f16 = 1).
+
+__device__ __forceinline__ float kv_load(const void *blk, int f16, long off) {
+  return f16 ? h2f(((const uint16_t *)blk)[off]) : ((const float *)blk)[off];
+}
+
+__device__ __forceinline__ const void *entry_block(const unsigned long long *tab, int j, int be) {
+  return (const void *)tab[j / be];
+}
+
+// kv_append writes token t's K and V rows (n × kvHeads·hd each) of one
+// layer into entry kept[h]+t of every KV head h. One thread per element.
+extern "C" __global__ void kv_append(const unsigned long long *tables, const int *kept, const float *k,
+                                     const float *v, int layer, int kvHeads, int hd, int be, int maxBlocks, int n,
+                                     int f16) {
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  int kvd = kvHeads * hd;
+  if (idx >= n * kvd) return;
+  int t = idx / kvd, kh = (idx % kvd) / hd, d = idx % hd;
+  int h = layer * kvHeads + kh;
+  int j = kept[h] + t;
+  void *blk = (void *)tables[(long)h * maxBlocks + j / be];
+  long ko = (long)(j % be) * hd + d, vo = (long)be * hd + ko;
+  if (f16) {
+    ((uint16_t *)blk)[ko] = f2h(k[idx]);
+    ((uint16_t *)blk)[vo] = f2h(v[idx]);
+  } else {
+    ((float *)blk)[ko] = k[idx];
+    ((float *)blk)[vo] = v[idx];
+  }
+}
+
+// kv_move applies resolved swap-remove moves: entry src[i] of head head[i]
+// is copied into entry dst[i]. The host resolves chains so that no source is
+// also a destination (every source is ≥ the head's new length, every
+// destination below it), so all moves run at once. One block per move.
+extern "C" __global__ void kv_move(const unsigned long long *tables, const int *head, const int *dst,
+                                   const int *src, int hd, int be, int maxBlocks, int f16) {
+  int m = blockIdx.x;
+  const unsigned long long *tab = tables + (long)head[m] * maxBlocks;
+  int a = dst[m], b = src[m];
+  char *ba = (char *)tab[a / be], *bb = (char *)tab[b / be];
+  int es = f16 ? 2 : 4;
+  long oa = (long)(a % be) * hd * es, ob = (long)(b % be) * hd * es, vofs = (long)be * hd * es;
+  for (int i = threadIdx.x; i < hd * es; i += blockDim.x) {
+    ba[oa + i] = bb[ob + i];
+    ba[vofs + oa + i] = bb[vofs + ob + i];
+  }
+}
+
+// attend: one block per (token t, query head qh) of a batch of n tokens over
+// one layer. Token t attends to the first kept[h]+t+1 entries of its KV head
+// (the batch was appended in order after what the head kept). Each warp runs
+// an online softmax over a strided share of the entries; the warps' states
+// merge in shared memory. out is n × heads·hd; lse (n × heads) receives each
+// row's log-sum-exp so that attn_scores can recompute probabilities.
+// blockDim.x = 128, hd ≤ 256.
+#define ATT_WARPS 4
+#define MAX_HD 256
+
+extern "C" __global__ void attend(float *out, float *lse, const float *q, const unsigned long long *tables,
+                                  const int *kept, int layer, int heads, int kvHeads, int hd, int be,
+                                  int maxBlocks, int n, float scale, int f16) {
+  int t = blockIdx.x / heads, qh = blockIdx.x % heads;
+  int groups = heads / kvHeads, kh = qh / groups, h = layer * kvHeads + kh;
+  int limit = kept[h] + t + 1;
+  const unsigned long long *tab = tables + (long)h * maxBlocks;
+  const float *qr = q + (long)t * heads * hd + qh * hd;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int per = (hd + 31) / 32; // dims per lane
+  float qv[MAX_HD / 32], acc[MAX_HD / 32];
+  for (int p = 0; p < per; p++) {
+    int d = lane + 32 * p;
+    qv[p] = d < hd ? qr[d] * scale : 0.f;
+    acc[p] = 0.f;
+  }
+  float m = -INFINITY, l = 0.f;
+  for (int j = w; j < limit; j += ATT_WARPS) {
+    const void *blk = entry_block(tab, j, be);
+    long base = (long)(j % be) * hd;
+    float s = 0.f;
+    for (int p = 0; p < per; p++) {
+      int d = lane + 32 * p;
+      if (d < hd) s += qv[p] * kv_load(blk, f16, base + d);
+    }
+    s = warp_sum(s);
+    float mn = fmaxf(m, s), corr = __expf(m - mn), e = __expf(s - mn);
+    l = l * corr + e;
+    long vb = (long)be * hd + base;
+    for (int p = 0; p < per; p++) {
+      int d = lane + 32 * p;
+      acc[p] = acc[p] * corr + (d < hd ? e * kv_load(blk, f16, vb + d) : 0.f);
+    }
+    m = mn;
+  }
+  __shared__ float sm[ATT_WARPS], sl[ATT_WARPS], sacc[ATT_WARPS][MAX_HD];
+  if (lane == 0) {
+    sm[w] = m;
+    sl[w] = l;
+  }
+  for (int p = 0; p < per; p++) {
+    int d = lane + 32 * p;
+    if (d < hd) sacc[w][d] = acc[p];
+  }
+  __syncthreads();
+  float M = -INFINITY;
+  for (int i = 0; i < ATT_WARPS; i++) M = fmaxf(M, sm[i]);
+  float L = 0.f;
+  for (int i = 0; i < ATT_WARPS; i++)
+    if (sl[i] > 0.f) L += sl[i] * __expf(sm[i] - M);
+  float *o = out + (long)t * heads * hd + qh * hd;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float s = 0.f;
+    for (int i = 0; i < ATT_WARPS; i++)
+      if (sl[i] > 0.f) s += sacc[i][d] * __expf(sm[i] - M);
+    o[d] = s / L;
+  }
+  if (threadIdx.x == 0 && lse) lse[t * heads + qh] = M + __logf(L);
+}
+
+// attn_scores is a decode step's score accumulation for one layer: for every
+// KV head h with offs[h] ≥ 0 and every entry j < kept[h]+1, the mean over the
+// head's query groups of the attention probability, recomputed from q and the
+// log-sum-exp that attend wrote, lands in delta[offs[h] + j]. The host adds
+// the deltas to its scores (one copy per token) and applies the policies.
+// grid = (kvHeads, ceil(maxLimit / blockDim.x)).
+extern "C" __global__ void attn_scores(float *delta, const int *offs, const float *lse, const float *q,
+                                       const unsigned long long *tables, const int *kept, int layer, int heads,
+                                       int kvHeads, int hd, int be, int maxBlocks, float scale, int f16) {
+  int kh = blockIdx.x, h = layer * kvHeads + kh;
+  int off = offs[h];
+  if (off < 0) return; // a full head: nothing to rank
+  int limit = kept[h] + 1;
+  int j = blockIdx.y * blockDim.x + threadIdx.x;
+  if (j >= limit) return;
+  int groups = heads / kvHeads;
+  const unsigned long long *tab = tables + (long)h * maxBlocks;
+  const void *blk = entry_block(tab, j, be);
+  long base = (long)(j % be) * hd;
+  float sum = 0.f;
+  for (int g = 0; g < groups; g++) {
+    int qh = kh * groups + g;
+    const float *qr = q + qh * hd;
+    float s = 0.f;
+    for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
+    sum += __expf(s * scale - lse[qh]);
+  }
+  delta[off + j] = sum / (float)groups;
+}
+
+// ---------------------------------------------------------------------------
+// Profiling (FastGen prefill, one layer). For prompt row i of n (absolute
+// position basePos+i) a KV head attends to its first base+i+1 entries, where
+// base = kept before the prompt. pos/flags (per head, stride ctxStride)
+// describe the head's entries. lse (n × heads) comes from attend.
+
+// prof_rowprob returns the group-mean probability of entry j for row t.
+__device__ float prof_prob(const float *q, const float *lse, const void *blk, int j, int be, int hd, int t,
+                           int heads, int kh, int groups, float scale, int f16) {
+  long base = (long)(j % be) * hd;
+  float sum = 0.f;
+  for (int g = 0; g < groups; g++) {
+    int qh = kh * groups + g;
+    const float *qr = q + (long)t * heads * hd + qh * hd;
+    float s = 0.f;
+    for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
+    sum += __expf(s * scale - lse[t * heads + qh]);
+  }
+  return sum / (float)groups;
+}
+
+// prof_pass1: column sums (the frequency scores) and the category masses of
+// every row. grid = (n, kvHeads); colsum is kvHeads × ctxStride, mass is
+// kvHeads × 4 doubles (special, punct, local, other).
+extern "C" __global__ void prof_pass1(float *colsum, double *mass, const float *q, const float *lse,
+                                      const unsigned long long *tables, const int *kept, const int *pos,
+                                      const uint8_t *flags, int layer, int heads, int kvHeads, int hd, int be,
+                                      int maxBlocks, int ctxStride, int basePos, int window, float scale,
+                                      int f16) {
+  int t = blockIdx.x, kh = blockIdx.y, h = layer * kvHeads + kh;
+  int groups = heads / kvHeads;
+  int limit = kept[h] + t + 1;
+  const unsigned long long *tab = tables + (long)h * maxBlocks;
+  int cur = basePos + t;
+  float ms = 0.f, mp = 0.f, ml = 0.f, mo = 0.f;
+  for (int j = threadIdx.x; j < limit; j += blockDim.x) {
+    float a = prof_prob(q, lse, entry_block(tab, j, be), j, be, hd, t, heads, kh, groups, scale, f16);
+    atomicAdd(&colsum[(long)kh * ctxStride + j], a);
+    uint8_t f = flags[(long)kh * ctxStride + j];
+    if (f & 1) ms += a;
+    else if (f & 2) mp += a;
+    else if (cur - pos[(long)kh * ctxStride + j] < window) ml += a;
+    else mo += a;
+  }
+  ms = block_sum(ms);
+  mp = block_sum(mp);
+  ml = block_sum(ml);
+  mo = block_sum(mo);
+  if (threadIdx.x == 0) {
+    atomicAdd(&mass[kh * 4 + 0], (double)ms);
+    atomicAdd(&mass[kh * 4 + 1], (double)mp);
+    atomicAdd(&mass[kh * 4 + 2], (double)ml);
+    atomicAdd(&mass[kh * 4 + 3], (double)mo);
+  }
+}
+
+// prof_rank orders each head's entries by column sum, descending and stable
+// (ties by index), as sort.SliceStable does on the host: order[rank(j)] = j.
+// grid = (ceil(total / blockDim.x), kvHeads).
+extern "C" __global__ void prof_rank(int *order, const float *colsum, int total, int ctxStride) {
+  int kh = blockIdx.y, j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= total) return;
+  const float *c = colsum + (long)kh * ctxStride;
+  float cj = c[j];
+  int r = 0;
+  for (int i = 0; i < total; i++) {
+    float ci = c[i];
+    r += (ci > cj) || (ci == cj && i < j);
+  }
+  order[(long)kh * ctxStride + r] = j;
+}
+
+// prof_pass2: the attention mass each candidate keeps, for rows start..n-1.
+// first[j] is the rank of entry j's class components (special, punct) in the
+// candidate order, nc the candidate count; rankFreq/rankLocal the ranks of
+// frequent and local. A row keeps as frequent the first ceil(rFreq·(cur+1))
+// entries of order that it can see. With perGroup (GQA min) each query group
+// gets its own sums, else the group mean. sums is kvHeads × groups × nc
+// doubles. grid = (n − start, kvHeads); dynamic shared memory: one bit per
+// entry plus blockDim.x ints.
+extern "C" __global__ void prof_pass2(double *sums, const int *order, const float *q, const float *lse,
+                                      const unsigned long long *tables, const int *kept, const int *pos,
+                                      const int8_t *first, int layer, int heads, int kvHeads, int hd, int be,
+                                      int maxBlocks, int ctxStride, int basePos, int start, int window,
+                                      float rFreq, int rankFreq, int rankLocal, int nc, int perGroup, float scale,
+                                      int f16) {
+  extern __shared__ unsigned int shm[];
+  int t = start + blockIdx.x, kh = blockIdx.y, h = layer * kvHeads + kh;
+  int groups = heads / kvHeads;
+  int limit = kept[h] + t + 1;
+  int words = (limit + 31) / 32;
+  unsigned int *inFreq = shm;
+  int *scan = (int *)(shm + words);
+  for (int i = threadIdx.x; i < words; i += blockDim.x) inFreq[i] = 0;
+  int cur = basePos + t;
+  int k = (int)ceilf(rFreq * (float)(cur + 1) - 1e-6f);
+  if (k < 0) k = 0;
+  const int *ord = order + (long)kh * ctxStride;
+  int total = kept[h] + (int)gridDim.x + start; // entries of the whole prompt
+  __syncthreads();
+  // Walk order in chunks, counting visible entries, until k are taken.
+  int taken = 0;
+  for (int c0 = 0; c0 < total && taken < k; c0 += blockDim.x) {
+    int r = c0 + threadIdx.x;
+    int j = r < total ? ord[r] : limit;
+    int vis = j < limit;
+    scan[threadIdx.x] = vis;
+    __syncthreads();
+    for (int o = 1; o < (int)blockDim.x; o <<= 1) { // inclusive scan
+      int add = threadIdx.x >= (unsigned)o ? scan[threadIdx.x - o] : 0;
+      __syncthreads();
+      scan[threadIdx.x] += add;
+      __syncthreads();
+    }
+    if (vis && taken + scan[threadIdx.x] <= k) atomicOr(&inFreq[j >> 5], 1u << (j & 31));
+    int chunk = scan[blockDim.x - 1];
+    __syncthreads();
+    taken += chunk;
+  }
+  __syncthreads();
+  const unsigned long long *tab = tables + (long)h * maxBlocks;
+  const int rows = perGroup ? groups : 1;
+  for (int g = 0; g < rows; g++) {
+    // local sums per candidate (nc ≤ 8)
+    float loc[8];
+    for (int c = 0; c < 8; c++) loc[c] = 0.f;
+    for (int j = threadIdx.x; j < limit; j += blockDim.x) {
+      const void *blk = entry_block(tab, j, be);
+      float a;
+      if (perGroup) {
+        long base = (long)(j % be) * hd;
+        int qh = kh * groups + g;
+        const float *qr = q + (long)t * heads * hd + qh * hd;
+        float s = 0.f;
+        for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
+        a = __expf(s * scale - lse[t * heads + qh]);
+      } else {
+        a = prof_prob(q, lse, blk, j, be, hd, t, heads, kh, groups, scale, f16);
+      }
+      int r = first[(long)kh * ctxStride + j];
+      if ((inFreq[j >> 5] >> (j & 31)) & 1) r = min(r, rankFreq);
+      if (cur - pos[(long)kh * ctxStride + j] < window) r = min(r, rankLocal);
+      if (r >= 0 && r < 8) loc[r] += a;
+    }
+    for (int c = 0; c < nc && c < 8; c++) {
+      float s = block_sum(loc[c]);
+      if (threadIdx.x == 0) atomicAdd(&sums[((long)kh * groups + g) * nc + c], (double)s);
+    }
+  }
+}
