@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -54,6 +55,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
 	asJSON := fs.Bool("json", false, "one JSON object per run")
 	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -86,6 +88,19 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		dir = filepath.Join(d, "fastgen", "bench")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen bench:", err)
+			return exitFailure
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "fastgen bench:", err)
+			return exitFailure
+		}
+		defer pprof.StopCPUProfile()
 	}
 	pool := tensor.NewPool(*threads)
 	bw := tensor.MeasureBandwidth(pool, 1<<30, 5)
@@ -190,7 +205,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 		DecodeTokS:  float64(decodeN) / decode.Seconds(),
 		WeightBytes: wb,
 		PrunedRatio: s.Cache().PrunedRatio(), KVBytes: s.Cache().Bytes(), KVBytesFull: s.Cache().FullBytes(),
-		ProfileMs:   float64(s.ProfileTime.Microseconds()) / 1000,
+		ProfileMs: float64(s.ProfileTime.Microseconds()) / 1000,
 	}
 	r.ProfilePct = 100 * s.ProfileTime.Seconds() / (prefill + decode).Seconds()
 	r.DecodeGBs = r.DecodeTokS * float64(wb) / 1e9

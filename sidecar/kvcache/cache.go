@@ -232,21 +232,24 @@ func (c *Cache) Score(layer, kvHead, i int) float32 {
 // over its first limit entries. q holds G rows of HeadDim; out receives G
 // rows; probs (at least G·limit) receives the attention probabilities, row g
 // at probs[g*limit:]. Only kept entries are visited.
+//
+// The loops run block by block: a block's K (or V) rows are loaded once and
+// stay in L1 while every query head of the GQA group uses them, and each
+// (block, head) pair is one kernel call rather than one call per entry.
 func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale float32, out, probs []float32) {
 	limit = c.Probs(layer, kvHead, q, groups, limit, scale, probs)
 	h := c.h(layer, kvHead)
 	d, be := c.pool.headDim, c.pool.blockEntries
 	f16 := c.pool.dtype == F16
-	for g := 0; g < groups; g++ {
-		row := probs[g*limit : (g+1)*limit]
-		og := out[g*d : (g+1)*d]
-		clear(og)
-		for j := 0; j < limit; j++ {
-			b, i := h.blocks[j/be], j%be
+	clear(out[:groups*d])
+	for j0 := 0; j0 < limit; j0 += be {
+		b, m := h.blocks[j0/be], min(be, limit-j0)
+		for g := 0; g < groups; g++ {
+			p, og := probs[g*limit+j0:g*limit+j0+m], out[g*d:(g+1)*d]
 			if f16 {
-				tensor.AxpyF16(row[j], b.vh[i*d:(i+1)*d], og)
+				tensor.AxpyRowsF16(og, b.vh[:m*d], d, p)
 			} else {
-				tensor.Axpy(row[j], b.vf[i*d:(i+1)*d], og)
+				tensor.AxpyRows(og, b.vf[:m*d], d, p)
 			}
 		}
 	}
@@ -262,18 +265,19 @@ func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale f
 	}
 	d, be := c.pool.headDim, c.pool.blockEntries
 	f16 := c.pool.dtype == F16
-	for g := 0; g < groups; g++ {
-		qg := q[g*d : (g+1)*d]
-		row := probs[g*limit : (g+1)*limit]
-		for j := 0; j < limit; j++ {
-			b, i := h.blocks[j/be], j%be
+	for j0 := 0; j0 < limit; j0 += be {
+		b, m := h.blocks[j0/be], min(be, limit-j0)
+		for g := 0; g < groups; g++ {
+			row, qg := probs[g*limit+j0:g*limit+j0+m], q[g*d:(g+1)*d]
 			if f16 {
-				row[j] = tensor.DotF16(b.kh[i*d:(i+1)*d], qg) * scale
+				tensor.DotRowsF16(row, b.kh[:m*d], d, qg, scale)
 			} else {
-				row[j] = tensor.Dot(b.kf[i*d:(i+1)*d], qg) * scale
+				tensor.DotRows(row, b.kf[:m*d], d, qg, scale)
 			}
 		}
-		tensor.Softmax(row)
+	}
+	for g := 0; g < groups; g++ {
+		tensor.Softmax(probs[g*limit : (g+1)*limit])
 	}
 	return limit
 }

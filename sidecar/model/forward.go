@@ -167,7 +167,10 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		}
 
 		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
-		s.pool.Parallel(n*c.KVHeads, 1, &s.attn)
+		// Keep ≥ ~16k multiply-adds per chunk so that short contexts and
+		// tiny heads do not pay a worker wake-up per (token, head).
+		work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
+		s.pool.Parallel(n*c.KVHeads, max(1, (16<<10)/work), &s.attn)
 		if b.Profiler != nil {
 			b.Profiler.Layer(li, q, dim, cache, scale)
 		}

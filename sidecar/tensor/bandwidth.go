@@ -42,3 +42,53 @@ func MeasureBandwidth(p *Pool, bytes int, passes int) float64 {
 	t.buf = nil
 	return float64(n*4) / best / 1e9
 }
+
+type flopsTask struct {
+	reps int
+	w, x []float32 // per worker, L1-resident operands
+	sink [64]float32
+}
+
+const flopsK = 256
+
+func (t *flopsTask) Run(worker, lo, hi int) {
+	k := kern
+	var c [12]float32
+	w := t.w[worker*4*flopsK : (worker+1)*4*flopsK]
+	x := t.x[worker*3*flopsK : (worker+1)*3*flopsK]
+	for i := lo; i < hi; i++ {
+		for range t.reps {
+			k.gemm4x3(w, flopsK, x, flopsK, flopsK, &c)
+		}
+		t.sink[worker%len(t.sink)] += c[0]
+	}
+}
+
+// MeasureFLOPS estimates the float32 multiply-add peak in GFLOP/s (2 flops
+// per FMA lane): the best of passes timed runs of MatMul's register-blocked
+// micro-kernel on L1-resident operands on all pool threads. Prefill is
+// compute-bound, so this is its roofline.
+func MeasureFLOPS(p *Pool, passes int) float64 {
+	passes = max(passes, 1)
+	t := &p.fl
+	th := p.Threads()
+	t.w, t.x = make([]float32, th*4*flopsK), make([]float32, th*3*flopsK)
+	for i := range t.w {
+		t.w[i] = 1e-3
+	}
+	for i := range t.x {
+		t.x[i] = 1e-3
+	}
+	t.reps = 2000
+	units := 4 * th
+	p.Parallel(units, 1, t) // warm up (clock, caches)
+	best := math.Inf(1)
+	for range passes {
+		start := time.Now()
+		p.Parallel(units, 1, t)
+		best = min(best, time.Since(start).Seconds())
+	}
+	t.w, t.x = nil, nil
+	flops := float64(units) * float64(t.reps) * 2 * 12 * flopsK
+	return flops / best / 1e9
+}

@@ -27,6 +27,12 @@ type kernelSet struct {
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
 	// of 8, writing c[i*3+j] = Σ w[i]·x[j].
 	gemm4x3 func(w []float32, ws int, x []float32, xs int, k int, c *[12]float32)
+
+	// Attention over a block of cached rows (attn.go).
+	dotRows     func(out, k []float32, d int, q []float32, scale float32)
+	dotRowsF16  func(out []float32, k []uint16, d int, q []float32, scale float32)
+	axpyRows    func(out, v []float32, d int, p []float32)
+	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32)
 }
 
 var genericKernels = kernelSet{
@@ -46,6 +52,11 @@ var genericKernels = kernelSet{
 	vdQ4K:     vdQ4KGo,
 	vdQ6K:     vdQ6KGo,
 	gemm4x3:   gemm4x3Go,
+
+	dotRows:     dotRowsGo,
+	dotRowsF16:  dotRowsF16Go,
+	axpyRows:    axpyRowsGo,
+	axpyRowsF16: axpyRowsF16Go,
 }
 
 // bestKernels is replaced by an architecture file's init when the CPU has

@@ -75,6 +75,11 @@ var avx2Kernels = kernelSet{
 	vdQ4K:     vdQ4KAVX2Go,
 	vdQ6K:     vdQ6KAVX2Go,
 	gemm4x3:   gemm4x3AVX2Go,
+
+	dotRows:     dotRowsAVX2Go,
+	dotRowsF16:  dotRowsF16AVX2Go,
+	axpyRows:    axpyRowsAVX2Go,
+	axpyRowsF16: axpyRowsF16AVX2Go,
 }
 
 func dotAVX2Go(a, b []float32) float32 {

@@ -125,8 +125,10 @@ func (p *Pool) matVec(out []float32, w *Matrix, x []float32, n int) {
 	p.prepareActivations(w, x, n)
 	t := &p.mv
 	*t = matVecTask{p: p, w: w, x: x, out: out, n: n}
-	// Rows are cheap to hand out; 8 keeps per-chunk overhead small.
-	p.Parallel(w.Rows, 8, t)
+	// A chunk streams at least 32 KiB of weights per activation row: less
+	// than that takes about as long as waking a worker, so small matrices
+	// (tiny models, GQA's K/V) run on the calling goroutine.
+	p.Parallel(w.Rows, max(8, (32<<10)/(n*w.Type.RowBytes(w.Cols))), t)
 	*t = matVecTask{}
 }
 

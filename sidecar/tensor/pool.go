@@ -2,7 +2,6 @@ package tensor
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
@@ -17,26 +16,37 @@ type Task interface {
 	Run(worker, lo, hi int)
 }
 
-// Pool is a fixed set of worker goroutines parked on channels between
-// operations, plus the scratch memory the kernels reuse, so steady-state
-// kernel calls allocate nothing. The calling goroutine takes a share of every
-// operation, so a Pool of n threads runs n-1 goroutines.
+// Pool is a fixed set of worker goroutines parked between operations, plus
+// the scratch memory the kernels reuse, so steady-state kernel calls
+// allocate nothing. The calling goroutine takes a share of every operation,
+// so a Pool of n threads runs n-1 goroutines.
+//
+// Workers are woken, never waited for: chunks are claimed from one atomic
+// word holding the operation's generation, its chunk count and the next
+// chunk, and the caller waits only for chunks a worker actually claimed. On
+// a machine shared with other processes a worker that is not scheduled in
+// time therefore costs nothing: the caller runs its share itself instead of
+// blocking until the kernel gets round to it.
 //
 // A Pool serves one goroutine at a time: its scratch buffers and the task
 // slot are not locked. Independent Pools are fully independent and may run
 // concurrently.
 type Pool struct {
 	threads int
-	wake    []chan struct{} // wake[i] starts worker i; wake[0] is unused (the caller)
-	wg      sync.WaitGroup
+	wake    []chan struct{} // wake[i] starts worker i (buffered); wake[0] is unused (the caller)
 	closed  bool
 
-	// The operation in flight; written before workers are woken, so the
-	// channel send orders these writes before the workers' reads.
+	// The operation in flight. task, n and chunk are written before claim
+	// publishes the new generation and read by a worker only after it has
+	// claimed a chunk of that generation, which pins them until it reports
+	// the chunk done.
 	task  Task
 	n     int
 	chunk int
-	next  atomic.Int64
+	gen   uint64
+	claim atomic.Uint64 // gen<<40 | chunks<<20 | next chunk
+	done  atomic.Int64  // chunks finished in this generation
+	fin   chan struct{} // the worker finishing an operation's last chunk signals here (buffered)
 
 	// Kernel scratch, grown on demand and then reused.
 	act  actScratch
@@ -44,7 +54,13 @@ type Pool struct {
 	mv   matVecTask
 	mm   matMulTask
 	bw   bandwidthTask
+	fl   flopsTask
 }
+
+const (
+	claimBits = 20
+	claimMask = 1<<claimBits - 1
+)
 
 // NewPool starts a pool of threads workers (including the caller);
 // threads <= 0 means runtime.NumCPU().
@@ -52,10 +68,10 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	p := &Pool{threads: threads, wake: make([]chan struct{}, threads)}
+	p := &Pool{threads: threads, wake: make([]chan struct{}, threads), fin: make(chan struct{}, 1)}
 	p.work = make([]workerScratch, threads)
 	for i := 1; i < threads; i++ {
-		ch := make(chan struct{})
+		ch := make(chan struct{}, 1)
 		p.wake[i] = ch
 		go p.worker(i, ch)
 	}
@@ -79,26 +95,39 @@ func (p *Pool) Close() {
 
 func (p *Pool) worker(id int, wake chan struct{}) {
 	for range wake {
-		p.drain(id)
-		p.wg.Done()
+		p.drain(id, false)
 	}
 }
 
-// drain claims chunks from the shared counter until none are left; dynamic
-// claiming keeps threads busy when one of them is descheduled on a shared
-// machine.
-func (p *Pool) drain(id int) {
+// drain claims chunks of the current operation until none are left. A
+// worker woken late finds the generation finished (or a newer one, which it
+// helps with) and goes back to sleep.
+func (p *Pool) drain(id int, caller bool) {
 	for {
-		lo := int(p.next.Add(int64(p.chunk))) - p.chunk
-		if lo >= p.n {
+		v := p.claim.Load()
+		chunks, next := int(v>>claimBits&claimMask), int(v&claimMask)
+		if next >= chunks {
 			return
 		}
+		if !p.claim.CompareAndSwap(v, v+1) {
+			continue
+		}
+		// The chunk is ours, so the operation cannot finish (and its fields
+		// cannot change) until we report it done.
+		lo := next * p.chunk
 		p.task.Run(id, lo, min(lo+p.chunk, p.n))
+		if p.done.Add(1) == int64(chunks) && !caller {
+			select {
+			case p.fin <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
 // Parallel runs t over [0, n) split into chunks of at least grain indices
-// and returns when all are done. It allocates nothing.
+// and returns when all are done. Work too small to be worth a wake-up (one
+// chunk) runs on the calling goroutine. It allocates nothing.
 func (p *Pool) Parallel(n, grain int, t Task) {
 	if n <= 0 {
 		return
@@ -108,19 +137,31 @@ func (p *Pool) Parallel(n, grain int, t Task) {
 	// counter a hot spot.
 	chunk := max(grain, (n+4*p.threads-1)/(4*p.threads))
 	nchunks := (n + chunk - 1) / chunk
-	if p.threads == 1 || nchunks == 1 || p.closed {
+	if p.threads == 1 || nchunks == 1 || p.closed || nchunks > claimMask {
 		t.Run(0, 0, n)
 		return
 	}
 	p.task, p.n, p.chunk = t, n, chunk
-	p.next.Store(0)
-	workers := min(p.threads-1, nchunks-1)
-	p.wg.Add(workers)
-	for i := 1; i <= workers; i++ {
-		p.wake[i] <- struct{}{}
+	p.done.Store(0)
+	p.gen++
+	p.claim.Store(p.gen<<(2*claimBits) | uint64(nchunks)<<claimBits)
+	for i := 1; i <= min(p.threads-1, nchunks-1); i++ {
+		select {
+		case p.wake[i] <- struct{}{}:
+		default: // a wake-up is already pending
+		}
 	}
-	p.drain(0)
-	p.wg.Wait()
+	p.drain(0, true)
+	// Wait only for chunks workers claimed and are still running: spin
+	// briefly (they are usually nearly done), then sleep until the last one
+	// signals. A stale signal from an earlier operation just loops.
+	for spin := 0; p.done.Load() < int64(nchunks); spin++ {
+		if spin < 200 {
+			runtime.Gosched()
+			continue
+		}
+		<-p.fin
+	}
 	p.task = nil
 }
 

@@ -588,3 +588,19 @@ func ExampleMatVec() {
 	fmt.Println(out)
 	// Output: [3 7]
 }
+
+// TestPoolBackToBack runs many short operations in a row, so workers woken
+// late meet later generations (run with -race).
+func TestPoolBackToBack(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	c := &countTask{hits: make([]int, 64)}
+	for i := 0; i < 20000; i++ {
+		p.Parallel(len(c.hits), 1, c)
+	}
+	for i, h := range c.hits {
+		if h != 20000 {
+			t.Fatalf("index %d run %d times, want 20000", i, h)
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+)
+
+// Attention kernels over blocks of cached rows. A KV cache block holds n rows
+// of d values back to back; scoring a query against the block, or folding
+// the block's values into an output, in one call replaces n calls of Dot or
+// Axpy, whose fixed cost dominates at small head dims (stories260K has 8).
+
+// DotRows writes out[j] = scale·(k[j*d:(j+1)*d]·q) for j < len(out).
+func DotRows(out, k []float32, d int, q []float32, scale float32) {
+	checkRows("DotRows", len(out), len(k), d, len(q))
+	if len(out) == 0 || d == 0 {
+		clear(out)
+		return
+	}
+	kern.dotRows(out, k, d, q, scale)
+}
+
+// DotRowsF16 is DotRows with k in IEEE half precision.
+func DotRowsF16(out []float32, k []uint16, d int, q []float32, scale float32) {
+	checkRows("DotRowsF16", len(out), len(k), d, len(q))
+	if len(out) == 0 || d == 0 {
+		clear(out)
+		return
+	}
+	kern.dotRowsF16(out, k, d, q, scale)
+}
+
+// AxpyRows computes out[:d] += Σ_j p[j]·v[j*d:(j+1)*d] over j < len(p).
+func AxpyRows(out, v []float32, d int, p []float32) {
+	checkRows("AxpyRows", len(p), len(v), d, len(out))
+	if len(p) == 0 || d == 0 {
+		return
+	}
+	kern.axpyRows(out, v, d, p)
+}
+
+// AxpyRowsF16 is AxpyRows with v in IEEE half precision.
+func AxpyRowsF16(out []float32, v []uint16, d int, p []float32) {
+	checkRows("AxpyRowsF16", len(p), len(v), d, len(out))
+	if len(p) == 0 || d == 0 {
+		return
+	}
+	kern.axpyRowsF16(out, v, d, p)
+}
+
+func checkRows(op string, n, rows, d, vec int) {
+	if d < 0 || rows < n*d || vec < d {
+		panic(fmt.Sprintf("tensor: %s: %d rows of %d need %d values, have %d (vector %d)", op, n, d, n*d, rows, vec))
+	}
+}
+
+func dotRowsGo(out, k []float32, d int, q []float32, scale float32) {
+	q = q[:d]
+	for j := range out {
+		r := k[j*d : (j+1)*d]
+		var s float32
+		for i, v := range r {
+			s += v * q[i]
+		}
+		out[j] = s * scale
+	}
+}
+
+func dotRowsF16Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	q = q[:d]
+	for j := range out {
+		r := k[j*d : (j+1)*d]
+		var s float32
+		for i, v := range r {
+			s += f16Table[v] * q[i]
+		}
+		out[j] = s * scale
+	}
+}
+
+func axpyRowsGo(out, v []float32, d int, p []float32) {
+	out = out[:d]
+	for j, a := range p {
+		r := v[j*d : (j+1)*d]
+		for i, x := range r {
+			out[i] += a * x
+		}
+	}
+}
+
+func axpyRowsF16Go(out []float32, v []uint16, d int, p []float32) {
+	out = out[:d]
+	for j, a := range p {
+		r := v[j*d : (j+1)*d]
+		for i, x := range r {
+			out[i] += a * f16Table[x]
+		}
+	}
+}
+
+// expf is e^x in float32 to about 2 ulp (Cephes' expf: x = n·ln2 + r,
+// |r| ≤ ln2/2, a degree-6 polynomial for e^r, then 2^n by exponent bits),
+// several times cheaper than math.Exp in float64. Inputs below −87.3 give 0.
+func expf(x float32) float32 {
+	if x < -87.33654 {
+		return 0
+	}
+	if x > 88.72283 {
+		return float32(math.Inf(1))
+	}
+	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5)))
+	r := x - n*0.693359375
+	r -= n * -2.12194440e-4
+	p := float32(1.9875691500e-4)
+	p = p*r + 1.3981999507e-3
+	p = p*r + 8.3334519073e-3
+	p = p*r + 4.1665795894e-2
+	p = p*r + 1.6666665459e-1
+	p = p*r + 5.0000001201e-1
+	e := p*r*r + r + 1
+	// 2^n for n in [-126, 127]; outside that scale in two steps.
+	ni := int32(n)
+	if ni > 127 {
+		return e * 2 * math.Float32frombits(uint32(ni-1+127)<<23)
+	}
+	if ni < -126 {
+		return e * math.Float32frombits(uint32(ni+126+127)<<23) * math.Float32frombits(1<<23)
+	}
+	return e * math.Float32frombits(uint32(ni+127)<<23)
+}

@@ -1,0 +1,147 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Row loads for the macros below (macro arguments cannot hold commas).
+#define KF32A VMOVUPS (SI)(AX*4), Y2
+#define KF32B VMOVUPS 32(SI)(AX*4), Y3
+#define KF16A VCVTPH2PS (SI)(AX*2), Y2
+#define KF16B VCVTPH2PS 16(SI)(AX*2), Y3
+#define VF32_0 VMOVUPS (R9), Y5
+#define VF32_1 VMOVUPS 32(R9), Y6
+#define VF32_2 VMOVUPS 64(R9), Y7
+#define VF32_3 VMOVUPS 96(R9), Y8
+#define VF16_0 VCVTPH2PS (R9), Y5
+#define VF16_1 VCVTPH2PS 16(R9), Y6
+#define VF16_2 VCVTPH2PS 32(R9), Y7
+#define VF16_3 VCVTPH2PS 48(R9), Y8
+
+// Scores of one query against n rows of d values (d a multiple of 8):
+// out[j] = scale·(row j · q). Two accumulators per row hide the FMA latency.
+#define DOTROWS(LOADA, LOADB, ROWSHIFT) \
+	MOVQ         out+0(FP), DI \
+	MOVQ         k+8(FP), SI \
+	MOVQ         n+16(FP), CX \
+	MOVQ         d+24(FP), DX \
+	MOVQ         q+32(FP), R8 \
+	VBROADCASTSS scale+40(FP), Y15 \
+	\
+row: \
+	VXORPS Y0, Y0, Y0 \
+	VXORPS Y1, Y1, Y1 \
+	XORQ   AX, AX \
+	MOVQ   DX, BX \
+	\
+d16: \
+	CMPQ        BX, $16 \
+	JLT         d8 \
+	LOADA \
+	LOADB \
+	VFMADD231PS (R8)(AX*4), Y2, Y0 \
+	VFMADD231PS 32(R8)(AX*4), Y3, Y1 \
+	ADDQ        $16, AX \
+	SUBQ        $16, BX \
+	JMP         d16 \
+	\
+d8: \
+	TESTQ       BX, BX \
+	JZ          reduce \
+	LOADA \
+	VFMADD231PS (R8)(AX*4), Y2, Y0 \
+	\
+reduce: \
+	VADDPS       Y1, Y0, Y0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPS       X1, X0, X0 \
+	VHADDPS      X0, X0, X0 \
+	VHADDPS      X0, X0, X0 \
+	VMULSS       X15, X0, X0 \
+	VMOVSS       X0, (DI) \
+	ADDQ         $4, DI \
+	LEAQ         (SI)(DX*ROWSHIFT), SI \
+	DECQ         CX \
+	JNZ          row \
+	VZEROUPPER \
+	RET
+
+// out[:d] += Σ_j p[j]·row j, 32 columns at a time held in registers across
+// all n rows, then 8 at a time.
+#define AXPYROWS(L0, L1, L2, L3, ROWSHIFT, COLSHIFT) \
+	MOVQ out+0(FP), DI \
+	MOVQ v+8(FP), SI \
+	MOVQ n+16(FP), CX \
+	MOVQ d+24(FP), DX \
+	MOVQ p+32(FP), R8 \
+	XORQ AX, AX \
+	\
+col32: \
+	MOVQ    DX, BX \
+	SUBQ    AX, BX \
+	CMPQ    BX, $32 \
+	JLT     col8 \
+	VMOVUPS (DI)(AX*4), Y0 \
+	VMOVUPS 32(DI)(AX*4), Y1 \
+	VMOVUPS 64(DI)(AX*4), Y2 \
+	VMOVUPS 96(DI)(AX*4), Y3 \
+	LEAQ    (SI)(AX*COLSHIFT), R9 \
+	XORQ    R10, R10 \
+	\
+j32: \
+	VBROADCASTSS (R8)(R10*4), Y4 \
+	L0 \
+	L1 \
+	L2 \
+	L3 \
+	VFMADD231PS  Y5, Y4, Y0 \
+	VFMADD231PS  Y6, Y4, Y1 \
+	VFMADD231PS  Y7, Y4, Y2 \
+	VFMADD231PS  Y8, Y4, Y3 \
+	LEAQ         (R9)(DX*ROWSHIFT), R9 \
+	INCQ         R10 \
+	CMPQ         R10, CX \
+	JLT          j32 \
+	VMOVUPS      Y0, (DI)(AX*4) \
+	VMOVUPS      Y1, 32(DI)(AX*4) \
+	VMOVUPS      Y2, 64(DI)(AX*4) \
+	VMOVUPS      Y3, 96(DI)(AX*4) \
+	ADDQ         $32, AX \
+	JMP          col32 \
+	\
+col8: \
+	CMPQ    AX, DX \
+	JGE     done \
+	VMOVUPS (DI)(AX*4), Y0 \
+	LEAQ    (SI)(AX*COLSHIFT), R9 \
+	XORQ    R10, R10 \
+	\
+j8: \
+	VBROADCASTSS (R8)(R10*4), Y4 \
+	L0 \
+	VFMADD231PS  Y5, Y4, Y0 \
+	LEAQ         (R9)(DX*ROWSHIFT), R9 \
+	INCQ         R10 \
+	CMPQ         R10, CX \
+	JLT          j8 \
+	VMOVUPS      Y0, (DI)(AX*4) \
+	ADDQ         $8, AX \
+	JMP          col8 \
+	\
+done: \
+	VZEROUPPER \
+	RET
+
+// func dotRowsAVX2(out *float32, k *float32, n, d int, q *float32, scale float32)
+TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-44
+	DOTROWS(KF32A, KF32B, 4)
+
+// func dotRowsF16AVX2(out *float32, k *uint16, n, d int, q *float32, scale float32)
+TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-44
+	DOTROWS(KF16A, KF16B, 2)
+
+// func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
+TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
+	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, 4, 4)
+
+// func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
+TEXT ·axpyRowsF16AVX2(SB), NOSPLIT, $0-40
+	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, 2, 2)

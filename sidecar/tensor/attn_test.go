@@ -1,0 +1,84 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestAttnRows checks the row-block attention kernels against float64 on
+// awkward head dims (vector tails, dims below one vector) on every path.
+func TestAttnRows(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 4))
+		for _, d := range []int{1, 3, 8, 12, 16, 24, 40, 64, 72, 128, 136} {
+			for _, n := range []int{1, 2, 7, 16, 33} {
+				k, q, p := randVec(r, n*d), randVec(r, d), randVec(r, n)
+				kh := make([]uint16, n*d)
+				F32ToF16s(kh, k)
+				k16 := make([]float32, n*d)
+				F16ToF32s(k16, kh)
+				const scale = 0.37
+				got, got16 := make([]float32, n), make([]float32, n)
+				DotRows(got, k, d, q, scale)
+				DotRowsF16(got16, kh, d, q, scale)
+				for j := range n {
+					for _, c := range []struct {
+						got float32
+						k   []float32
+					}{{got[j], k}, {got16[j], k16}} {
+						want, abs := refDot(c.k[j*d:(j+1)*d], q)
+						if diff := math.Abs(float64(c.got) - scale*want); diff > 1e-5*scale*abs+1e-6 {
+							t.Fatalf("d=%d n=%d row %d: got %g, want %g", d, n, j, c.got, scale*want)
+						}
+					}
+				}
+				base := randVec(r, d)
+				out, out16 := append([]float32(nil), base...), append([]float32(nil), base...)
+				AxpyRows(out, k, d, p)
+				AxpyRowsF16(out16, kh, d, p)
+				for i := range d {
+					for _, c := range []struct {
+						got float32
+						v   []float32
+					}{{out[i], k}, {out16[i], k16}} {
+						want, abs := float64(base[i]), math.Abs(float64(base[i]))
+						for j := range n {
+							want += float64(p[j]) * float64(c.v[j*d+i])
+							abs += math.Abs(float64(p[j]) * float64(c.v[j*d+i]))
+						}
+						if diff := math.Abs(float64(c.got) - want); diff > 1e-5*abs+1e-6 {
+							t.Fatalf("d=%d n=%d col %d: got %g, want %g", d, n, i, c.got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestExpf(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 200000; i++ {
+		x := float32(r.Float64()*190 - 100)
+		got, want := float64(expf(x)), math.Exp(float64(x))
+		if want < 1.2e-38 {
+			if got > 1.2e-38 {
+				t.Fatalf("expf(%g) = %g, want ≈ %g", x, got, want)
+			}
+			continue
+		}
+		if want > math.MaxFloat32 {
+			if !math.IsInf(got, 1) {
+				t.Fatalf("expf(%g) = %g, want +Inf", x, got)
+			}
+			continue
+		}
+		if rel := math.Abs(got-want) / want; rel > 4e-7 {
+			t.Fatalf("expf(%g) = %g, want %g (rel %g)", x, got, want, rel)
+		}
+	}
+	if expf(float32(math.Inf(-1))) != 0 {
+		t.Fatal("expf(-Inf) != 0")
+	}
+}
