@@ -98,6 +98,17 @@ func axpyRowsF16Go(out []float32, v []uint16, d int, p []float32) {
 	}
 }
 
+// expSumGo replaces x[i] by e^(x[i]−mx) and returns their sum.
+func expSumGo(x []float32, mx float32) float32 {
+	var s float32
+	for i, v := range x {
+		e := expf(v - mx)
+		x[i] = e
+		s += e
+	}
+	return s
+}
+
 // expf is e^x in float32 to about 2 ulp (Cephes' expf: x = n·ln2 + r,
 // |r| ≤ ln2/2, a degree-6 polynomial for e^r, then 2^n by exponent bits),
 // several times cheaper than math.Exp in float64. Inputs below −87.3 give 0.

@@ -2,14 +2,14 @@
 
 package tensor
 
-// Row-block attention kernels (attn_amd64.s) need d a multiple of 8; other
-// head dims take the portable loops.
+// Row-block attention kernels (attn_amd64.s). The vector loops cover whole
+// vectors; the wrappers finish rows whose length is not a multiple of 8.
 
 //go:noescape
-func dotRowsAVX2(out *float32, k *float32, n, d int, q *float32, scale float32)
+func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
 
 //go:noescape
-func dotRowsF16AVX2(out *float32, k *uint16, n, d int, q *float32, scale float32)
+func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 
 //go:noescape
 func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
@@ -19,22 +19,34 @@ func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
 
 func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32) {
 	n := len(out)
-	if d%8 != 0 {
-		dotRowsGo(out, k, d, q, scale)
-		return
-	}
 	_, _ = k[n*d-1], q[d-1]
-	dotRowsAVX2(&out[0], &k[0], n, d, &q[0], scale)
+	v := d &^ 7
+	dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	if v < d { // head dims that are not whole vectors, e.g. 172
+		for j := range out {
+			var s float32
+			for i := v; i < d; i++ {
+				s += k[j*d+i] * q[i]
+			}
+			out[j] += s * scale
+		}
+	}
 }
 
 func dotRowsF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
 	n := len(out)
-	if d%8 != 0 {
-		dotRowsF16Go(out, k, d, q, scale)
-		return
-	}
 	_, _ = k[n*d-1], q[d-1]
-	dotRowsF16AVX2(&out[0], &k[0], n, d, &q[0], scale)
+	v := d &^ 7
+	dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	if v < d {
+		for j := range out {
+			var s float32
+			for i := v; i < d; i++ {
+				s += f16Table[k[j*d+i]] * q[i]
+			}
+			out[j] += s * scale
+		}
+	}
 }
 
 func axpyRowsAVX2Go(out, v []float32, d int, p []float32) {
@@ -55,4 +67,22 @@ func axpyRowsF16AVX2Go(out []float32, v []uint16, d int, p []float32) {
 	}
 	_, _ = v[n*d-1], out[d-1]
 	axpyRowsF16AVX2(&out[0], &v[0], n, d, &p[0])
+}
+
+//go:noescape
+func expSumAVX2(x *float32, n int, mx float32) float32
+
+func expSumAVX2Go(x []float32, mx float32) float32 {
+	n := len(x)
+	v := n &^ 7
+	var s float32
+	if v > 0 {
+		s = expSumAVX2(&x[0], v, mx)
+	}
+	for i := v; i < n; i++ {
+		e := expf(x[i] - mx)
+		x[i] = e
+		s += e
+	}
+	return s
 }

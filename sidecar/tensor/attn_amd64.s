@@ -16,15 +16,16 @@
 #define VF16_2 VCVTPH2PS 32(R9), Y7
 #define VF16_3 VCVTPH2PS 48(R9), Y8
 
-// Scores of one query against n rows of d values (d a multiple of 8):
-// out[j] = scale·(row j · q). Two accumulators per row hide the FMA latency.
+// Scores of one query against n rows (stride elements apart) over their
+// first d values, d a multiple of 8: out[j] = scale·(row j · q). Two accumulators per row hide the FMA latency.
 #define DOTROWS(LOADA, LOADB, ROWSHIFT) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \
 	MOVQ         n+16(FP), CX \
 	MOVQ         d+24(FP), DX \
-	MOVQ         q+32(FP), R8 \
-	VBROADCASTSS scale+40(FP), Y15 \
+	MOVQ         stride+32(FP), R11 \
+	MOVQ         q+40(FP), R8 \
+	VBROADCASTSS scale+48(FP), Y15 \
 	\
 row: \
 	VXORPS Y0, Y0, Y0 \
@@ -58,7 +59,7 @@ reduce: \
 	VMULSS       X15, X0, X0 \
 	VMOVSS       X0, (DI) \
 	ADDQ         $4, DI \
-	LEAQ         (SI)(DX*ROWSHIFT), SI \
+	LEAQ         (SI)(R11*ROWSHIFT), SI \
 	DECQ         CX \
 	JNZ          row \
 	VZEROUPPER \
@@ -130,12 +131,12 @@ done: \
 	VZEROUPPER \
 	RET
 
-// func dotRowsAVX2(out *float32, k *float32, n, d int, q *float32, scale float32)
-TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-44
+// func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
+TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52
 	DOTROWS(KF32A, KF32B, 4)
 
-// func dotRowsF16AVX2(out *float32, k *uint16, n, d int, q *float32, scale float32)
-TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-44
+// func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
+TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-52
 	DOTROWS(KF16A, KF16B, 2)
 
 // func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
@@ -145,3 +146,77 @@ TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
 // func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
 TEXT ·axpyRowsF16AVX2(SB), NOSPLIT, $0-40
 	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, 2, 2)
+
+DATA expC<>+0(SB)/4, $-87.33654     // clamp: e^x below is ~1e-38, 2^n stays normal
+DATA expC<>+4(SB)/4, $1.44269504088896341
+DATA expC<>+8(SB)/4, $0.5
+DATA expC<>+12(SB)/4, $0.693359375
+DATA expC<>+16(SB)/4, $-2.12194440e-4
+DATA expC<>+20(SB)/4, $1.9875691500e-4
+DATA expC<>+24(SB)/4, $1.3981999507e-3
+DATA expC<>+28(SB)/4, $8.3334519073e-3
+DATA expC<>+32(SB)/4, $4.1665795894e-2
+DATA expC<>+36(SB)/4, $1.6666665459e-1
+DATA expC<>+40(SB)/4, $5.0000001201e-1
+DATA expC<>+44(SB)/4, $1.0
+DATA expC<>+48(SB)/4, $127
+GLOBL expC<>(SB), RODATA|NOPTR, $52
+
+// func expSumAVX2(x *float32, n int, mx float32) float32
+// x[i] = e^(x[i]−mx) for n a multiple of 8, returning Σ x[i]: expf's
+// algorithm (attn.go) eight lanes at a time.
+TEXT ·expSumAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS mx+16(FP), Y15
+	VBROADCASTSS expC<>+0(SB), Y14
+	VBROADCASTSS expC<>+4(SB), Y13
+	VBROADCASTSS expC<>+8(SB), Y12
+	VBROADCASTSS expC<>+12(SB), Y11
+	VBROADCASTSS expC<>+16(SB), Y10
+	VBROADCASTSS expC<>+44(SB), Y9
+	VPBROADCASTD expC<>+48(SB), Y8
+	VXORPS       Y7, Y7, Y7
+
+exploop:
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y15, Y0, Y0
+	VCMPPS       $1, Y14, Y0, Y6      // lanes below the clamp give exactly 0, as expf does
+	VMAXPS       Y14, Y0, Y0
+	VMOVAPS      Y12, Y1
+	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
+	VROUNDPS     $1, Y1, Y1           // n = floor(...)
+	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
+	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
+	VBROADCASTSS expC<>+20(SB), Y2
+	VBROADCASTSS expC<>+24(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2           // p = p·r + c
+	VBROADCASTSS expC<>+28(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+32(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+36(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+40(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VMULPS       Y0, Y0, Y4           // r²
+	VADDPS       Y9, Y0, Y5           // r + 1
+	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
+	VCVTTPS2DQ   Y1, Y1
+	VPADDD       Y8, Y1, Y1
+	VPSLLD       $23, Y1, Y1          // 2^n
+	VMULPS       Y1, Y5, Y5
+	VANDNPS      Y5, Y6, Y5
+	VMOVUPS      Y5, (SI)
+	VADDPS       Y5, Y7, Y7
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JNZ          exploop
+
+	VEXTRACTF128 $1, Y7, X0
+	VADDPS       X7, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET

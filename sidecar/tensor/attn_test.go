@@ -82,3 +82,41 @@ func TestExpf(t *testing.T) {
 		t.Fatal("expf(-Inf) != 0")
 	}
 }
+
+// TestSoftmaxSizes checks Softmax against float64 on rows of awkward
+// lengths with masked (−Inf) and very negative entries, on every path.
+func TestSoftmaxSizes(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		for _, n := range []int{1, 5, 8, 9, 31, 64, 257} {
+			x := randVec(r, n)
+			for i := range x {
+				x[i] *= 20
+				if i%7 == 3 {
+					x[i] = float32(math.Inf(-1))
+				}
+				if i%11 == 5 {
+					x[i] = -200
+				}
+			}
+			mx := math.Inf(-1)
+			for _, v := range x {
+				mx = max(mx, float64(v))
+			}
+			want := make([]float64, n)
+			var sum float64
+			for i, v := range x {
+				want[i] = math.Exp(float64(v) - mx)
+				sum += want[i]
+			}
+			got := append([]float32(nil), x...)
+			Softmax(got)
+			for i := range got {
+				w := want[i] / sum
+				if math.Abs(float64(got[i])-w) > 2e-6*w+1e-9 || (w == 0 && got[i] != 0) {
+					t.Fatalf("n=%d: Softmax[%d] = %g, want %g", n, i, got[i], w)
+				}
+			}
+		}
+	})
+}

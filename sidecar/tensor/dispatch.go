@@ -33,6 +33,7 @@ type kernelSet struct {
 	dotRowsF16  func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRows    func(out, v []float32, d int, p []float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32)
+	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
 }
 
 var genericKernels = kernelSet{
@@ -56,6 +57,7 @@ var genericKernels = kernelSet{
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
 	axpyRows:    axpyRowsGo,
+	expSum:      expSumGo,
 	axpyRowsF16: axpyRowsF16Go,
 }
 

@@ -100,6 +100,23 @@ func (t *matVecTask) Run(_, lo, hi int) {
 	k := kern
 	w := t.w
 	rb := w.Type.RowBytes(w.Cols)
+	if t.n == 1 && w.Cols <= 512 && len(w.Data) > 0 && isLittleEndian {
+		// Short float rows: one call for the whole range instead of one per
+		// row (tiny models, whose rows are a few vectors long).
+		base := unsafe.Pointer(&w.Data[r0(lo, rb)])
+		switch w.Type {
+		case F32:
+			if uintptr(base)%4 == 0 {
+				k.dotRows(t.out[lo:hi], unsafe.Slice((*float32)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				return
+			}
+		case F16:
+			if uintptr(base)%2 == 0 {
+				k.dotRowsF16(t.out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				return
+			}
+		}
+	}
 	for r := lo; r < hi; r++ {
 		row := w.Data[r*rb : (r+1)*rb]
 		for j := range t.n {
@@ -131,6 +148,8 @@ func (p *Pool) matVec(out []float32, w *Matrix, x []float32, n int) {
 	p.Parallel(w.Rows, max(8, (32<<10)/(n*w.Type.RowBytes(w.Cols))), t)
 	*t = matVecTask{}
 }
+
+func r0(r, rb int) int { return r * rb }
 
 // MatMul tile geometry: a worker dequantizes a tile of mmTileRows weight
 // rows × mmTileK columns into float32 (32 KiB, resident in L1/L2) and reuses

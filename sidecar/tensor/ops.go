@@ -66,16 +66,11 @@ func Softmax(x []float32) {
 		clear(x)
 		return
 	}
-	var sum float64
-	for i, v := range x {
-		e := expf(v - mx)
-		x[i] = e
-		sum += float64(e)
-	}
+	sum := kern.expSum(x, mx)
 	Scale(float32(1/sum), x)
 }
 
-func silu(v float32) float32 { return v / (1 + float32(math.Exp(float64(-v)))) }
+func silu(v float32) float32 { return v / (1 + expf(-v)) }
 
 // SiLU applies x·sigmoid(x) in place.
 func SiLU(x []float32) {
