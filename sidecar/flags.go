@@ -18,6 +18,7 @@ import (
 type modelFlags struct {
 	path, tokenizer, cacheType string
 	ctx, threads, blockEntries int
+	device                     string
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -27,6 +28,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&m.threads, "threads", runtime.NumCPU(), "compute threads")
 	fs.StringVar(&m.cacheType, "cache-type", "f32", "KV cache element type: f32 or f16")
 	fs.IntVar(&m.blockEntries, "kv-block", kvcache.DefaultBlockEntries, "entries per KV cache block")
+	fs.StringVar(&m.device, "device", "cpu", deviceHelp)
 }
 
 // load opens the engine, or prints why not and returns the exit status.
@@ -49,8 +51,13 @@ func (m *modelFlags) load(stderr io.Writer) (*engine.Engine, int) {
 		fmt.Fprintln(stderr, "fastgen: --ctx must be ≥ 0, --threads and --kv-block ≥ 1")
 		return nil, exitBadInput
 	}
+	backend, err := newBackend(m.device)
+	if err != nil {
+		fmt.Fprintln(stderr, "fastgen:", err)
+		return nil, exitBadInput
+	}
 	e, err := engine.Load(path, model.LoadOptions{Tokenizer: m.tokenizer, Ctx: m.ctx},
-		engine.Options{Threads: m.threads, CacheDType: dt, BlockEntries: m.blockEntries})
+		engine.Options{Backend: backend, Threads: m.threads, CacheDType: dt, BlockEntries: m.blockEntries})
 	if err != nil {
 		fmt.Fprintln(stderr, "fastgen:", err)
 		if model.IsBadModel(err) || errors.Is(err, os.ErrNotExist) {

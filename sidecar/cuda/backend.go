@@ -1,0 +1,355 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/fastgen/fastgen/kernels"
+	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
+)
+
+// Options configure the CUDA backend.
+type Options struct {
+	// Device is the ordinal of the GPU to use.
+	Device int
+	// DeviceRowsOnly drops the host copy of the K/V rows, leaving the host
+	// cache with positions, flags and scores only. Host-side profiling
+	// (fastgen.Profiler recomputes attention from the host's keys) then
+	// cannot run, so FastGen sessions need the on-device profiling pass;
+	// full and baseline modes work either way. Off by default.
+	DeviceRowsOnly bool
+	// ReserveBlocks device cache blocks are kept free for reuse (0 = 64).
+	ReserveBlocks int
+}
+
+// slabBlocks is the number of cache blocks per device allocation.
+const slabBlocks = 256
+
+// Backend runs forward passes on one GPU. It implements model.Backend.
+type Backend struct {
+	opt    Options
+	ctx    cu.CUContext
+	dev    cu.Device
+	stream cu.Stream
+	fn     map[string]cu.Function
+
+	mu     sync.Mutex // serialises device work: one stream, one context
+	models map[*model.Model]*devModel
+	pools  map[uint64]*slabs // device block pools by block bytes
+}
+
+// New opens GPU opt.Device and loads the kernels for its architecture.
+func New(opt Options) (*Backend, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n, err := cu.NumDevices()
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	if opt.Device < 0 || opt.Device >= n {
+		return nil, fmt.Errorf("cuda: no device %d (%d found)", opt.Device, n)
+	}
+	dev, err := cu.GetDevice(opt.Device)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	major, minor, err := dev.ComputeCapability()
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	ptx := kernels.PTX(major, minor)
+	if ptx == "" {
+		return nil, fmt.Errorf("cuda: device %d has compute capability %d.%d; fastgen's kernels need 8.0 or newer", opt.Device, major, minor)
+	}
+	ctx, err := dev.MakeContext(cu.SchedAuto)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	b := &Backend{opt: opt, ctx: ctx, dev: dev, fn: map[string]cu.Function{},
+		models: map[*model.Model]*devModel{}, pools: map[uint64]*slabs{}}
+	mod, err := cu.LoadData(ptx)
+	if err != nil {
+		ctx.Destroy()
+		return nil, fmt.Errorf("cuda: load kernels: %v", err)
+	}
+	for _, name := range kernels.Names {
+		f, err := mod.Function(name)
+		if err != nil {
+			ctx.Destroy()
+			return nil, fmt.Errorf("cuda: kernel %s: %v", name, err)
+		}
+		b.fn[name] = f
+	}
+	if b.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
+		ctx.Destroy()
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	return b, nil
+}
+
+func (b *Backend) Name() string { return "cuda" }
+
+// enter binds the calling goroutine to an OS thread holding the context and
+// takes the device lock; the returned func undoes both.
+func (b *Backend) enter() func() {
+	b.mu.Lock()
+	runtime.LockOSThread()
+	if err := cu.SetCurrentContext(b.ctx); err != nil {
+		panic(fmt.Sprintf("cuda: set context: %v", err))
+	}
+	return func() {
+		runtime.UnlockOSThread()
+		b.mu.Unlock()
+	}
+}
+
+// DeviceBytes is the device memory the cache blocks take (allocated slabs)
+// and what caches hold of it; the latter tracks 1 − pruned ratio.
+func (b *Backend) DeviceBytes() (held, inUse uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.pools {
+		held += p.bytes()
+		inUse += p.inUseBytes()
+	}
+	return held, inUse
+}
+
+// Close frees everything on the device.
+func (b *Backend) Close() error {
+	leave := b.enter()
+	defer leave()
+	b.stream.Synchronize()
+	for _, dm := range b.models {
+		dm.free()
+	}
+	for _, p := range b.pools {
+		p.close()
+	}
+	b.models, b.pools = nil, nil
+	b.stream.Destroy()
+	return b.ctx.Destroy()
+}
+
+// ---------------------------------------------------------------------------
+// Kernel launches.
+
+// args packs kernel parameters, each in an 8-byte slot as cu's Launch
+// expects; 4-byte parameters (int, float) sit in the low bytes.
+type args struct {
+	vals [32]uint64
+	ptrs [32]unsafe.Pointer
+	n    int
+}
+
+func (a *args) p(d cu.DevicePtr) *args { return a.put(uint64(d)) }
+func (a *args) i(v int) *args          { return a.put(uint64(uint32(int32(v)))) }
+func (a *args) f(v float32) *args      { return a.put(uint64(math.Float32bits(v))) }
+func (a *args) put(v uint64) *args {
+	a.vals[a.n] = v
+	a.ptrs[a.n] = unsafe.Pointer(&a.vals[a.n])
+	a.n++
+	return a
+}
+
+func (b *Backend) launch(name string, gx, gy, block, shm int, a *args) error {
+	if err := b.fn[name].Launch(gx, gy, 1, block, 1, 1, shm, b.stream, a.ptrs[:a.n]); err != nil {
+		return fmt.Errorf("cuda: launch %s: %v", name, err)
+	}
+	return nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// ---------------------------------------------------------------------------
+// Device memory helpers.
+
+func alloc(bytes int) (cu.DevicePtr, error) {
+	if bytes <= 0 {
+		bytes = 4
+	}
+	p, err := cu.MemAlloc(int64(bytes))
+	if err != nil {
+		return 0, fmt.Errorf("cuda: allocate %d bytes: %v", bytes, err)
+	}
+	return p, nil
+}
+
+func (b *Backend) upload(dst cu.DevicePtr, src unsafe.Pointer, bytes int) error {
+	if bytes == 0 {
+		return nil
+	}
+	return cu.MemcpyHtoDAsync(dst, src, int64(bytes), b.stream)
+}
+
+func f32Ptr(s []float32) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s)) }
+func i32Ptr(s []int32) unsafe.Pointer   { return unsafe.Pointer(unsafe.SliceData(s)) }
+
+// ---------------------------------------------------------------------------
+// Weights on the device.
+
+type dmat struct {
+	ptr             cu.DevicePtr
+	typ, rows, cols int
+	owned           bool
+}
+
+type dlayer struct {
+	attnNorm, ffnNorm              cu.DevicePtr
+	bq, bk, bv                     cu.DevicePtr // 0 without biases
+	wq, wk, wv, wo, gate, up, down dmat
+}
+
+type devModel struct {
+	embed, output dmat
+	outNorm       cu.DevicePtr
+	layers        []dlayer
+	invFreq       []float64
+	ptrs          []cu.DevicePtr
+}
+
+func (dm *devModel) free() {
+	for _, p := range dm.ptrs {
+		cu.MemFree(p)
+	}
+	dm.ptrs = nil
+}
+
+func (dm *devModel) mat(m *tensor.Matrix) (dmat, error) {
+	if !supported(m.Type) {
+		return dmat{}, fmt.Errorf("cuda: weight type %s is not supported on the GPU", m.Type)
+	}
+	if m.Cols%m.Type.BlockSize() != 0 {
+		return dmat{}, fmt.Errorf("cuda: %d columns are not whole %s blocks", m.Cols, m.Type)
+	}
+	p, err := alloc(len(m.Data))
+	if err != nil {
+		return dmat{}, err
+	}
+	dm.ptrs = append(dm.ptrs, p)
+	if err := cu.MemcpyHtoD(p, unsafe.Pointer(unsafe.SliceData(m.Data)), int64(len(m.Data))); err != nil {
+		return dmat{}, fmt.Errorf("cuda: upload weights: %v", err)
+	}
+	return dmat{ptr: p, typ: int(m.Type), rows: m.Rows, cols: m.Cols}, nil
+}
+
+func (dm *devModel) vec(v []float32) (cu.DevicePtr, error) {
+	if v == nil {
+		return 0, nil
+	}
+	p, err := alloc(4 * len(v))
+	if err != nil {
+		return 0, err
+	}
+	dm.ptrs = append(dm.ptrs, p)
+	return p, cu.MemcpyHtoD(p, f32Ptr(v), int64(4*len(v)))
+}
+
+// weights uploads m once per backend (called with the device entered).
+func (b *Backend) weights(m *model.Model) (*devModel, error) {
+	if dm := b.models[m]; dm != nil {
+		return dm, nil
+	}
+	hw, err := openWeights(m)
+	if err != nil {
+		return nil, err
+	}
+	defer hw.closer.Close()
+	dm := &devModel{invFreq: hw.invFreq}
+	fail := func(err error) (*devModel, error) {
+		dm.free()
+		return nil, err
+	}
+	if dm.embed, err = dm.mat(hw.embed); err != nil {
+		return fail(err)
+	}
+	if hw.output == hw.embed {
+		dm.output = dm.embed
+	} else if dm.output, err = dm.mat(hw.output); err != nil {
+		return fail(err)
+	}
+	if dm.outNorm, err = dm.vec(hw.outNorm); err != nil {
+		return fail(err)
+	}
+	for _, l := range hw.layers {
+		var d dlayer
+		for _, mp := range []struct {
+			dst *dmat
+			src *tensor.Matrix
+		}{{&d.wq, l.wq}, {&d.wk, l.wk}, {&d.wv, l.wv}, {&d.wo, l.wo}, {&d.gate, l.gate}, {&d.up, l.up}, {&d.down, l.down}} {
+			if *mp.dst, err = dm.mat(mp.src); err != nil {
+				return fail(err)
+			}
+		}
+		for _, vp := range []struct {
+			dst *cu.DevicePtr
+			src []float32
+		}{{&d.attnNorm, l.attnNorm}, {&d.ffnNorm, l.ffnNorm}, {&d.bq, l.bq}, {&d.bk, l.bk}, {&d.bv, l.bv}} {
+			if *vp.dst, err = dm.vec(vp.src); err != nil {
+				return fail(err)
+			}
+		}
+		dm.layers = append(dm.layers, d)
+	}
+	b.models[m] = dm
+	return dm, nil
+}
+
+// NewRunner uploads m's weights (once) and prepares one sequence.
+func (b *Backend) NewRunner(m *model.Model) (model.Runner, error) {
+	c := m.Config
+	if c.HeadDim > 256 {
+		return nil, fmt.Errorf("cuda: head dim %d exceeds the kernels' 256", c.HeadDim)
+	}
+	leave := b.enter()
+	defer leave()
+	dm, err := b.weights(m)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{b: b, m: m, w: dm, c: c}
+	heads := c.Layers * c.KVHeads
+	if r.kept, err = alloc(4 * heads); err != nil {
+		return nil, err
+	}
+	if r.offs, err = alloc(4 * heads); err != nil {
+		return nil, err
+	}
+	if r.delta, err = alloc(4 * heads * (c.Ctx + 1)); err != nil {
+		return nil, err
+	}
+	r.keptH = make([]int32, heads)
+	r.offsH = make([]int32, heads)
+	runtime.SetFinalizer(r, (*runner).release)
+	return r, nil
+}
+
+// pool returns the device block pool for blocks of the given bytes.
+func (b *Backend) pool(blockBytes uint64) *slabs {
+	if p := b.pools[blockBytes]; p != nil {
+		return p
+	}
+	reserve := b.opt.ReserveBlocks
+	if reserve <= 0 {
+		reserve = kvcache.MinReserveBlocks
+	}
+	p := newSlabs(blockBytes, slabBlocks, reserve, func(n uint64) (uint64, error) {
+		d, err := alloc(int(n))
+		return uint64(d), err
+	}, func(ptr uint64) error {
+		// freeing synchronises anyway; make sure no queued move still reads it
+		b.stream.Synchronize()
+		return cu.MemFree(cu.DevicePtr(ptr))
+	})
+	b.pools[blockBytes] = p
+	return p
+}

@@ -1,0 +1,226 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/fastgen/fastgen/sidecar/kvcache"
+)
+
+// devMirror holds one cache's K/V rows on the device: per (layer, KV head) a
+// table of device blocks whose entry j is the host's entry j
+// (kvcache.Mirror). It is driven by the host cache's calls and by the
+// runner, always with the backend entered (Backend.mu held), except the
+// cache's own Blocks/Move calls, which only record.
+type devMirror struct {
+	b         *Backend
+	cache     *kvcache.Cache
+	pool      *slabs
+	kvHeads   int
+	hd, be    int
+	f16       bool
+	maxBlocks int
+
+	tables  []uint64 // heads × maxBlocks block addresses (host copy)
+	nblk    []int    // blocks held per head
+	dirty   []bool   // table changed since the last upload
+	dtables cu.DevicePtr
+	logs    []moveLog
+	pending []uint64 // blocks released by evictions, freed after the moves
+
+	mvHead, mvDst, mvSrc []int32
+	dmv                  cu.DevicePtr // 3 × mvCap int32
+	mvCap                int
+	closed               bool
+}
+
+func newMirror(b *Backend, c *kvcache.Cache) (*devMirror, error) {
+	cfg, p := c.Config(), c.Pool()
+	ctx := cfg.MaxLen
+	if ctx <= 0 {
+		return nil, fmt.Errorf("cuda: the cache needs Config.MaxLen (the context length) to size its block tables")
+	}
+	es := 4
+	if p.DType() == kvcache.F16 {
+		es = 2
+	}
+	heads := cfg.Layers * cfg.KVHeads
+	m := &devMirror{b: b, cache: c, kvHeads: cfg.KVHeads, hd: p.HeadDim(), be: p.BlockEntries(), f16: es == 2,
+		maxBlocks: ceilDiv(ctx, p.BlockEntries())}
+	m.pool = b.pool(uint64(2 * m.be * m.hd * es))
+	m.tables = make([]uint64, heads*m.maxBlocks)
+	m.nblk = make([]int, heads)
+	m.dirty = make([]bool, heads)
+	m.logs = make([]moveLog, heads)
+	var err error
+	if m.dtables, err = alloc(8 * len(m.tables)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Blocks follows the host: growth was provided for before the launch (grow),
+// shrinking releases the blocks once pending moves have run.
+func (m *devMirror) Blocks(layer, kvHead, n int) {
+	h := layer*m.kvHeads + kvHead
+	for m.nblk[h] > n {
+		m.nblk[h]--
+		i := h*m.maxBlocks + m.nblk[h]
+		m.pending = append(m.pending, m.tables[i])
+		m.tables[i] = 0
+		m.dirty[h] = true
+	}
+	if n > m.nblk[h] {
+		// Only the runner appends, and it grows the tables first.
+		panic(fmt.Sprintf("cuda: head %d/%d grew to %d blocks outside a forward pass", layer, kvHead, n))
+	}
+}
+
+func (m *devMirror) Move(layer, kvHead, dst, src int) {
+	m.logs[layer*m.kvHeads+kvHead].move(dst, src)
+}
+
+// grow makes every head able to take n more entries (device entered).
+func (m *devMirror) grow(n int) error {
+	cfg := m.cache.Config()
+	for l := 0; l < cfg.Layers; l++ {
+		for kh := 0; kh < cfg.KVHeads; kh++ {
+			h := l*m.kvHeads + kh
+			need := ceilDiv(m.cache.Kept(l, kh)+n, m.be)
+			for m.nblk[h] < need {
+				blk, err := m.pool.get()
+				if err != nil {
+					return err
+				}
+				m.tables[h*m.maxBlocks+m.nblk[h]] = blk
+				m.nblk[h]++
+				m.dirty[h] = true
+			}
+		}
+	}
+	return nil
+}
+
+// flush runs the moves recorded since the last flush, then uploads the
+// changed block tables and returns released blocks to the pool. The moves
+// read the table as last uploaded, which still holds every source block; in
+// stream order they run before any later kernel that reuses those blocks.
+func (m *devMirror) flush() error {
+	m.mvHead, m.mvDst, m.mvSrc = m.mvHead[:0], m.mvDst[:0], m.mvSrc[:0]
+	for h := range m.logs {
+		if m.logs[h].empty() {
+			continue
+		}
+		before := len(m.mvDst)
+		m.mvDst, m.mvSrc = m.logs[h].resolve(m.cache.Kept(h/m.kvHeads, h%m.kvHeads), m.mvDst, m.mvSrc)
+		for range len(m.mvDst) - before {
+			m.mvHead = append(m.mvHead, int32(h))
+		}
+	}
+	if n := len(m.mvDst); n > 0 {
+		if n > m.mvCap {
+			if m.dmv != 0 {
+				m.b.stream.Synchronize()
+				cu.MemFree(m.dmv)
+			}
+			m.mvCap = max(n, 2*m.mvCap, 256)
+			var err error
+			if m.dmv, err = alloc(3 * 4 * m.mvCap); err != nil {
+				return err
+			}
+		}
+		head, dst, src := m.dmv, m.dmv+cu.DevicePtr(4*m.mvCap), m.dmv+cu.DevicePtr(8*m.mvCap)
+		for _, c := range []struct {
+			d cu.DevicePtr
+			s []int32
+		}{{head, m.mvHead}, {dst, m.mvDst}, {src, m.mvSrc}} {
+			if err := m.b.upload(c.d, i32Ptr(c.s), 4*n); err != nil {
+				return err
+			}
+		}
+		a := new(args).p(m.dtables).p(head).p(dst).p(src).i(m.hd).i(m.be).i(m.maxBlocks).i(b2i(m.f16))
+		if err := m.b.launch("kv_move", n, 1, 128, 0, a); err != nil {
+			return err
+		}
+	}
+	for h, d := range m.dirty {
+		if !d {
+			continue
+		}
+		m.dirty[h] = false
+		row := m.tables[h*m.maxBlocks : (h+1)*m.maxBlocks]
+		if err := m.b.upload(m.dtables+cu.DevicePtr(8*h*m.maxBlocks), unsafe.Pointer(&row[0]), 8*m.maxBlocks); err != nil {
+			return err
+		}
+	}
+	if len(m.pending) > 0 {
+		err := m.pool.put(m.pending)
+		m.pending = m.pending[:0]
+		return err
+	}
+	return nil
+}
+
+// Fork copies the device rows for a forked cache.
+func (m *devMirror) Fork(f *kvcache.Cache) kvcache.Mirror {
+	leave := m.b.enter()
+	defer leave()
+	if err := m.flush(); err != nil {
+		panic(err)
+	}
+	n, err := newMirror(m.b, f)
+	if err != nil {
+		panic(err)
+	}
+	bb := m.pool.blockBytes
+	for h, nb := range m.nblk {
+		for i := 0; i < nb; i++ {
+			blk, err := n.pool.get()
+			if err != nil {
+				panic(err)
+			}
+			n.tables[h*n.maxBlocks+i] = blk
+			if err := cu.MemcpyDtoDAsync(cu.DevicePtr(blk), cu.DevicePtr(m.tables[h*m.maxBlocks+i]), int64(bb), m.b.stream); err != nil {
+				panic(err)
+			}
+		}
+		n.nblk[h], n.dirty[h] = nb, nb > 0
+	}
+	return n
+}
+
+// Close returns every block to the device pool.
+func (m *devMirror) Close() {
+	leave := m.b.enter()
+	defer leave()
+	m.release()
+}
+
+func (m *devMirror) release() {
+	if m.closed {
+		return
+	}
+	m.closed = true
+	for h, nb := range m.nblk {
+		m.pending = append(m.pending, m.tables[h*m.maxBlocks:h*m.maxBlocks+nb]...)
+		m.nblk[h] = 0
+	}
+	m.b.stream.Synchronize()
+	m.pool.put(m.pending)
+	m.pending = nil
+	cu.MemFree(m.dtables)
+	if m.dmv != 0 {
+		cu.MemFree(m.dmv)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,363 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/model"
+)
+
+// runner is one sequence's device working memory (model.Runner).
+type runner struct {
+	b *Backend
+	m *model.Model
+	w *devModel
+	c model.Config
+
+	batch, logitRows   int
+	x, xb, xb2, q, att cu.DevicePtr // batch × dim
+	k, v               cu.DevicePtr // (layers when host rows) × batch × kvDim
+	hb, hb2            cu.DevicePtr // batch × hidden
+	lse                cu.DevicePtr // batch × heads
+	cos, sin, tokens   cu.DevicePtr
+	logits             cu.DevicePtr // logitRows × vocab
+	kept, offs, delta  cu.DevicePtr
+	bufs               []cu.DevicePtr // what grow allocated
+
+	keptH, offsH    []int32
+	tokH            []int32
+	cosH, sinH      []float32
+	logitsH, deltaH []float32
+	kH, vH, qH      []float32
+	sc              kvcache.Scratch
+}
+
+func (r *runner) release() {
+	leave := r.b.enter()
+	defer leave()
+	r.b.stream.Synchronize()
+	for _, p := range append(r.bufs, r.kept, r.offs, r.delta) {
+		if p != 0 {
+			cu.MemFree(p)
+		}
+	}
+	r.bufs = nil
+	r.kept, r.offs, r.delta = 0, 0, 0
+}
+
+// grow sizes the activations for n tokens and logit rows (device entered).
+func (r *runner) grow(n, rows int, hostRows bool) error {
+	if n <= r.batch && rows <= r.logitRows {
+		return nil
+	}
+	n, rows = max(n, r.batch), max(rows, r.logitRows)
+	r.b.stream.Synchronize()
+	for _, p := range r.bufs {
+		cu.MemFree(p)
+	}
+	r.bufs = r.bufs[:0]
+	c := r.c
+	kvLayers := 1
+	if hostRows {
+		kvLayers = c.Layers
+	}
+	half := c.RopeDim / 2
+	var err error
+	get := func(floats int) cu.DevicePtr {
+		if err != nil {
+			return 0
+		}
+		var p cu.DevicePtr
+		p, err = alloc(4 * floats)
+		r.bufs = append(r.bufs, p)
+		return p
+	}
+	r.x, r.xb, r.xb2, r.q, r.att = get(n*c.Dim), get(n*c.Dim), get(n*c.Dim), get(n*c.Dim), get(n*c.Dim)
+	r.k, r.v = get(kvLayers*n*c.KVDim()), get(kvLayers*n*c.KVDim())
+	r.hb, r.hb2 = get(n*c.Hidden), get(n*c.Hidden)
+	r.lse = get(n * c.Heads)
+	r.cos, r.sin, r.tokens = get(n*half), get(n*half), get(n)
+	r.logits = get(rows * c.Vocab)
+	if err != nil {
+		return err
+	}
+	r.batch, r.logitRows = n, rows
+	return nil
+}
+
+func (r *runner) matmul(out cu.DevicePtr, w dmat, x cu.DevicePtr, n int) error {
+	const warps = 4
+	a := new(args).p(out).p(w.ptr).p(x).i(w.typ).i(w.rows).i(w.cols).i(n)
+	return r.b.launch("matmul", ceilDiv(w.rows, warps), ceilDiv(n, 8), 32*warps, 0, a)
+}
+
+func (r *runner) elementwise(name string, total int, a *args) error {
+	return r.b.launch(name, ceilDiv(total, 256), 1, 256, 0, a)
+}
+
+// Forward runs the batch on the device at the cache's current length and
+// appends its tokens to the cache, as model.State.Forward does on the CPU.
+func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error) {
+	c := r.c
+	n := len(b.Tokens)
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("forward: empty batch")
+	case len(b.Flags) != n:
+		return nil, fmt.Errorf("forward: %d tokens but %d flags", n, len(b.Flags))
+	case b.Observe && n != 1:
+		return nil, fmt.Errorf("forward: observing decode steps takes one token at a time, not %d", n)
+	case cache.Len()+n > c.Ctx:
+		return nil, fmt.Errorf("context full: %d cached + %d new tokens exceed the context length %d", cache.Len(), n, c.Ctx)
+	case b.Attention != nil:
+		return nil, fmt.Errorf("forward: attention observers (attention-loss measurement) run on the CPU backend only")
+	}
+	for _, t := range b.Tokens {
+		if t < 0 || t >= c.Vocab {
+			return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, c.Vocab)
+		}
+	}
+	leave := r.b.enter()
+	defer leave()
+
+	mir, _ := cache.Mirror().(*devMirror)
+	if mir == nil {
+		if cache.Mirror() != nil || cache.Len() > 0 {
+			return nil, fmt.Errorf("cuda: the cache was filled by another backend")
+		}
+		if r.b.opt.DeviceRowsOnly {
+			cache.Pool().SetHostRows(false)
+		}
+		var err error
+		if mir, err = newMirror(r.b, cache); err != nil {
+			return nil, err
+		}
+		cache.SetMirror(mir)
+	}
+	hostRows := cache.Pool().HostRows()
+	if b.Profiler != nil && !hostRows {
+		return nil, fmt.Errorf("cuda: FastGen profiling recomputes attention from host keys, which DeviceRowsOnly drops")
+	}
+	rows := 1
+	if b.AllLogits {
+		rows = n
+	}
+	if err := r.grow(n, rows, hostRows); err != nil {
+		return nil, err
+	}
+	// Pending moves (e.g. from ApplyAll after a prefill) first, then room
+	// for the batch, then the tables the kernels will read.
+	if err := mir.flush(); err != nil {
+		return nil, err
+	}
+	if err := mir.grow(n); err != nil {
+		return nil, err
+	}
+	if err := mir.flush(); err != nil {
+		return nil, err
+	}
+
+	// Per-step metadata: kept counts, score offsets, tokens, RoPE tables.
+	heads := c.Layers * c.KVHeads
+	scored := 0
+	for h := 0; h < heads; h++ {
+		l, kh := h/c.KVHeads, h%c.KVHeads
+		r.keptH[h] = int32(cache.Kept(l, kh))
+		r.offsH[h] = -1
+		if b.Observe && !cache.Policy(l, kh).IsFull() {
+			r.offsH[h] = int32(scored)
+			scored += cache.Kept(l, kh) + 1
+		}
+	}
+	half := c.RopeDim / 2
+	r.tokH = r.tokH[:0]
+	for _, t := range b.Tokens {
+		r.tokH = append(r.tokH, int32(t))
+	}
+	r.cosH, r.sinH = growF(r.cosH, n*half), growF(r.sinH, n*half)
+	ropeTables(r.w.invFreq, cache.Len(), n, r.cosH, r.sinH)
+	for _, u := range []struct {
+		d cu.DevicePtr
+		p unsafe.Pointer
+		n int
+	}{{r.kept, i32Ptr(r.keptH), heads}, {r.offs, i32Ptr(r.offsH), heads}, {r.tokens, i32Ptr(r.tokH), n},
+		{r.cos, f32Ptr(r.cosH), n * half}, {r.sin, f32Ptr(r.sinH), n * half}} {
+		if err := r.b.upload(u.d, u.p, 4*u.n); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := r.layers(cache, mir, b, n, hostRows); err != nil {
+		return nil, err
+	}
+	return r.finish(cache, mir, b, n, rows, scored, hostRows)
+}
+
+// layers launches every layer of the batch.
+func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n int, hostRows bool) error {
+	c := r.c
+	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	var err error
+	run := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	run(r.b.launch("embed", n, 1, 256, 0, new(args).p(r.x).p(r.w.embed.ptr).p(r.tokens).i(r.w.embed.typ).i(dim)))
+	for li := range r.w.layers {
+		l := &r.w.layers[li]
+		k, v := r.k, r.v
+		if hostRows {
+			k += cu.DevicePtr(4 * li * n * kvd)
+			v += cu.DevicePtr(4 * li * n * kvd)
+		}
+		run(r.b.launch("rmsnorm", n, 1, 256, 0, new(args).p(r.xb).p(r.x).p(l.attnNorm).i(dim).f(c.Eps)))
+		run(r.matmul(r.q, l.wq, r.xb, n))
+		run(r.matmul(k, l.wk, r.xb, n))
+		run(r.matmul(v, l.wv, r.xb, n))
+		if l.bq != 0 {
+			run(r.elementwise("add_rows", n*dim, new(args).p(r.q).p(l.bq).i(dim).i(0).i(n*dim)))
+			run(r.elementwise("add_rows", n*kvd, new(args).p(k).p(l.bk).i(kvd).i(0).i(n*kvd)))
+			run(r.elementwise("add_rows", n*kvd, new(args).p(v).p(l.bv).i(kvd).i(0).i(n*kvd)))
+		}
+		neox := b2i(c.RopeNeoX)
+		run(r.elementwise("rope", n*c.Heads*c.RopeDim/2, new(args).p(r.q).p(r.cos).p(r.sin).i(n).i(c.Heads).i(hd).i(c.RopeDim).i(neox)))
+		run(r.elementwise("rope", n*c.KVHeads*c.RopeDim/2, new(args).p(k).p(r.cos).p(r.sin).i(n).i(c.KVHeads).i(hd).i(c.RopeDim).i(neox)))
+		run(r.elementwise("kv_append", n*kvd, new(args).p(mir.dtables).p(r.kept).p(k).p(v).i(li).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).i(b2i(mir.f16))))
+		run(r.b.launch("attend", n*c.Heads, 1, 128, 0, new(args).p(r.att).p(r.lse).p(r.q).p(mir.dtables).p(r.kept).
+			i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).f(scale).i(b2i(mir.f16))))
+		if b.Observe {
+			run(r.b.launch("attn_scores", c.KVHeads, ceilDiv(cache.Len()+1, 128), 128, 0, new(args).p(r.delta).p(r.offs).p(r.lse).p(r.q).
+				p(mir.dtables).p(r.kept).i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).f(scale).i(b2i(mir.f16))))
+		}
+		if b.Profiler != nil {
+			// Host profiling: the layer's keys join the host cache now and
+			// the profiler recomputes its rows from them (one sync per layer
+			// of a prefill; no attention map leaves the device).
+			if err != nil {
+				return err
+			}
+			if err := r.appendHost(cache, b, li, n, k, v); err != nil {
+				return err
+			}
+			r.qH = growF(r.qH, n*dim)
+			if err := cu.MemcpyDtoH(f32Ptr(r.qH), r.q, int64(4*n*dim)); err != nil {
+				return err
+			}
+			b.Profiler.Layer(li, r.qH, dim, cache, scale)
+		}
+		run(r.matmul(r.xb2, l.wo, r.att, n))
+		run(r.elementwise("add_rows", n*dim, new(args).p(r.x).p(r.xb2).i(dim).i(dim).i(n*dim)))
+		run(r.b.launch("rmsnorm", n, 1, 256, 0, new(args).p(r.xb).p(r.x).p(l.ffnNorm).i(dim).f(c.Eps)))
+		run(r.matmul(r.hb, l.gate, r.xb, n))
+		run(r.matmul(r.hb2, l.up, r.xb, n))
+		run(r.elementwise("swiglu", n*c.Hidden, new(args).p(r.hb).p(r.hb).p(r.hb2).i(n*c.Hidden)))
+		run(r.matmul(r.xb2, l.down, r.hb, n))
+		run(r.elementwise("add_rows", n*dim, new(args).p(r.x).p(r.xb2).i(dim).i(dim).i(n*dim)))
+		if err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// appendHost copies one layer's new K/V rows to the host and appends them
+// (metadata, and rows when the pool keeps them) to the host cache.
+func (r *runner) appendHost(cache *kvcache.Cache, b model.Batch, li, n int, k, v cu.DevicePtr) error {
+	kvd := r.c.KVDim()
+	var kr, vr []float32
+	if cache.Pool().HostRows() {
+		r.kH, r.vH = growF(r.kH, n*kvd), growF(r.vH, n*kvd)
+		if err := r.b.stream.Synchronize(); err != nil {
+			return fmt.Errorf("cuda: %v", err)
+		}
+		if err := cu.MemcpyDtoH(f32Ptr(r.kH), k, int64(4*n*kvd)); err != nil {
+			return err
+		}
+		if err := cu.MemcpyDtoH(f32Ptr(r.vH), v, int64(4*n*kvd)); err != nil {
+			return err
+		}
+		kr, vr = r.kH, r.vH
+	}
+	for i := 0; i < n; i++ {
+		if kr == nil {
+			cache.AppendAt(li, i, b.Flags[i], nil, nil)
+			continue
+		}
+		cache.AppendAt(li, i, b.Flags[i], kr[i*kvd:(i+1)*kvd], vr[i*kvd:(i+1)*kvd])
+	}
+	return nil
+}
+
+// finish computes the logits, makes the step's one synchronisation, and
+// does the host's share: append metadata, add the step's scores, apply the
+// policies (whose moves reach the device at the next flush).
+func (r *runner) finish(cache *kvcache.Cache, mir *devMirror, b model.Batch, n, rows, scored int, hostRows bool) ([]float32, error) {
+	c := r.c
+	dim := c.Dim
+	first := n - rows
+	x := r.x + cu.DevicePtr(4*first*dim)
+	if err := r.b.launch("rmsnorm", rows, 1, 256, 0, new(args).p(r.xb).p(x).p(r.w.outNorm).i(dim).f(c.Eps)); err != nil {
+		return nil, err
+	}
+	if err := r.matmul(r.logits, r.w.output, r.xb, rows); err != nil {
+		return nil, err
+	}
+	if err := r.b.stream.Synchronize(); err != nil { // the step's synchronisation
+		return nil, fmt.Errorf("cuda: %v", err)
+	}
+	r.logitsH = growF(r.logitsH, rows*c.Vocab)
+	if err := cu.MemcpyDtoH(f32Ptr(r.logitsH), r.logits, int64(4*rows*c.Vocab)); err != nil {
+		return nil, err
+	}
+	if b.Observe && scored > 0 {
+		r.deltaH = growF(r.deltaH, scored)
+		if err := cu.MemcpyDtoH(f32Ptr(r.deltaH), r.delta, int64(4*scored)); err != nil {
+			return nil, err
+		}
+	}
+	if b.Profiler == nil {
+		kvd := c.KVDim()
+		for li := 0; li < c.Layers; li++ {
+			k, v := r.k, r.v
+			if hostRows {
+				k += cu.DevicePtr(4 * li * n * kvd)
+				v += cu.DevicePtr(4 * li * n * kvd)
+			}
+			if err := r.appendHost(cache, b, li, n, k, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if b.Observe {
+		for h := 0; h < c.Layers*c.KVHeads; h++ {
+			off := r.offsH[h]
+			if off < 0 {
+				continue
+			}
+			l, kh := h/c.KVHeads, h%c.KVHeads
+			kept := int(r.keptH[h]) + 1
+			cache.AddScores(l, kh, r.deltaH[off:int(off)+kept])
+			cache.Apply(l, kh, &r.sc)
+		}
+	}
+	cache.Advance(n)
+	if err := mir.flush(); err != nil {
+		return nil, err
+	}
+	return r.logitsH[:rows*c.Vocab], nil
+}
+
+func growF(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
