@@ -26,7 +26,8 @@ type devMirror struct {
 	maxBlocks int
 
 	tables  []uint64 // heads × maxBlocks block addresses (host copy)
-	nblk    []int    // blocks held per head
+	nblk    []int    // blocks held per head (≥ the host's: grow runs ahead)
+	hostBlk []int    // blocks the host head holds, as last told
 	dirty   []bool   // table changed since the last upload
 	dtables cu.DevicePtr
 	logs    []moveLog
@@ -54,6 +55,7 @@ func newMirror(b *Backend, c *kvcache.Cache) (*devMirror, error) {
 	m.pool = b.pool(uint64(2 * m.be * m.hd * es))
 	m.tables = make([]uint64, heads*m.maxBlocks)
 	m.nblk = make([]int, heads)
+	m.hostBlk = make([]int, heads)
 	m.dirty = make([]bool, heads)
 	m.logs = make([]moveLog, heads)
 	var err error
@@ -63,11 +65,14 @@ func newMirror(b *Backend, c *kvcache.Cache) (*devMirror, error) {
 	return m, nil
 }
 
-// Blocks follows the host: growth was provided for before the launch (grow),
-// shrinking releases the blocks once pending moves have run.
+// Blocks follows the host: growth was provided for before the launch (grow)
+// and the host catches up one block at a time; shrinking (eviction) releases
+// the blocks once pending moves have run.
 func (m *devMirror) Blocks(layer, kvHead, n int) {
 	h := layer*m.kvHeads + kvHead
-	for m.nblk[h] > n {
+	shrink := n < m.hostBlk[h]
+	m.hostBlk[h] = n
+	for shrink && m.nblk[h] > n {
 		m.nblk[h]--
 		i := h*m.maxBlocks + m.nblk[h]
 		m.pending = append(m.pending, m.tables[i])
@@ -188,7 +193,7 @@ func (m *devMirror) Fork(f *kvcache.Cache) kvcache.Mirror {
 				panic(err)
 			}
 		}
-		n.nblk[h], n.dirty[h] = nb, nb > 0
+		n.nblk[h], n.hostBlk[h], n.dirty[h] = nb, m.hostBlk[h], nb > 0
 	}
 	return n
 }
