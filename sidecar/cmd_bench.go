@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -35,12 +36,24 @@ type benchJSON struct {
 	DecodeGBs    float64 `json:"decode_gbs"`
 	BandwidthGBs float64 `json:"bandwidth_gbs"`
 	RooflinePct  float64 `json:"roofline_pct"`
-	PrunedRatio  float64 `json:"pruned_ratio"`
-	KVBytes      int64   `json:"kv_bytes"`
-	KVBytesFull  int64   `json:"kv_bytes_full"`
-	ProfileMs    float64 `json:"profile_ms"`
+	// The same, against bandwidth measured right after decoding (a shared
+	// machine's roofline moves by minutes).
+	BandwidthNowGBs float64 `json:"bandwidth_now_gbs"`
+	RooflineNowPct  float64 `json:"roofline_now_pct"`
+	PrunedRatio     float64 `json:"pruned_ratio"`
+	KVBytes         int64   `json:"kv_bytes"`
+	KVBytesFull     int64   `json:"kv_bytes_full"`
+	ProfileMs       float64 `json:"profile_ms"`
 	// ProfilePct is profiling's share of the whole generation time.
 	ProfilePct float64 `json:"profile_pct"`
+	// With --vs-flops: prefill's arithmetic rate and its share of the FMA
+	// peak MeasureFLOPS finds on the same threads.
+	PrefillGFLOPs  float64 `json:"prefill_gflops,omitempty"`
+	PeakGFLOPs     float64 `json:"peak_gflops,omitempty"`
+	PrefillPeakPct float64 `json:"prefill_peak_pct,omitempty"`
+	// RSSBytes is the process's resident set after the runs (Linux): the
+	// mmapped weight pages touched, the KV cache and the working buffers.
+	RSSBytes int64 `json:"rss_bytes,omitempty"`
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -55,6 +68,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
 	asJSON := fs.Bool("json", false, "one JSON object per run")
 	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
+	vsFlops := fs.Bool("vs-flops", false, "also measure the FMA peak and report prefill's share of it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
@@ -104,11 +118,18 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	pool := tensor.NewPool(*threads)
 	bw := tensor.MeasureBandwidth(pool, 1<<30, 5)
+	var peak float64
+	if *vsFlops {
+		peak = tensor.MeasureFLOPS(pool, 5)
+	}
 	nThreads := pool.Threads()
 	pool.Close()
 	if !*asJSON {
 		fmt.Fprintf(stdout, "read bandwidth: %.1f GB/s on %d threads (%s)\n", bw, nThreads, tensor.KernelName())
-		fmt.Fprintf(stdout, "%-6s %-6s %12s %12s %10s %9s\n", "shape", "dtype", "prefill t/s", "decode t/s", "GB/s", "roofline")
+		if peak > 0 {
+			fmt.Fprintf(stdout, "FMA peak: %.1f GFLOP/s (MatMul micro-kernel, L1-resident)\n", peak)
+		}
+		fmt.Fprintf(stdout, "%-6s %-6s %12s %12s %10s %9s %9s\n", "shape", "dtype", "prefill t/s", "decode t/s", "GB/s", "roofline", "same-min")
 	}
 	for _, sn := range strings.Split(*shapes, ",") {
 		shape, ok := model.Shapes[strings.TrimSpace(sn)]
@@ -127,14 +148,26 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitFailure
 			}
-			r.BandwidthGBs = bw
-			r.RooflinePct = 100 * r.DecodeGBs / bw
+			// The higher of the start-up and the same-minute bandwidth: the
+			// roofline is what the memory can do, not what it did under load.
+			r.BandwidthGBs = max(bw, r.BandwidthNowGBs)
+			r.RooflinePct = 100 * r.DecodeGBs / r.BandwidthGBs
+			r.RooflineNowPct = 100 * r.DecodeGBs / r.BandwidthNowGBs
+			if peak > 0 {
+				r.PrefillGFLOPs = r.PrefillTokS * prefillFLOPs(shape, *promptN) / float64(*promptN) / 1e9
+				r.PeakGFLOPs = peak
+				r.PrefillPeakPct = 100 * r.PrefillGFLOPs / peak
+			}
 			if *asJSON {
 				b, _ := json.Marshal(r)
 				fmt.Fprintln(stdout, string(b))
 			} else {
-				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%%  kv %s pruned %.1f%% profile %.2f%%\n", r.Shape, r.DType, r.PrefillTokS,
-					r.DecodeTokS, r.DecodeGBs, r.RooflinePct, r.KV, 100*r.PrunedRatio, r.ProfilePct)
+				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%% %8.1f%%  kv %s pruned %.1f%% profile %.2f%%", r.Shape, r.DType, r.PrefillTokS,
+					r.DecodeTokS, r.DecodeGBs, r.RooflinePct, r.RooflineNowPct, r.KV, 100*r.PrunedRatio, r.ProfilePct)
+				if peak > 0 {
+					fmt.Fprintf(stdout, "  prefill %.1f GFLOP/s = %.1f%% of peak", r.PrefillGFLOPs, r.PrefillPeakPct)
+				}
+				fmt.Fprintln(stdout)
 			}
 		}
 	}
@@ -149,6 +182,9 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 			return benchJSON{}, err
 		}
 	}
+	// Give back the bandwidth buffers and earlier runs' memory so that the
+	// RSS reported below is this model's own.
+	debug.FreeOSMemory()
 	ctxLen := promptN + decodeN + 1
 	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen}, engine.Options{Threads: threads})
 	if err != nil {
@@ -197,10 +233,17 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	if err != nil {
 		return benchJSON{}, err
 	}
+	// Bandwidth measured right after decoding: on a shared machine the
+	// roofline moves by minutes, so compare with one from the same moment.
+	bp := tensor.NewPool(threads)
+	bwNow := tensor.MeasureBandwidth(bp, 256<<20, 3)
+	bp.Close()
+	debug.FreeOSMemory()
 	defer s.Close()
 	wb := e.Model.WeightBytes()
 	r := benchJSON{
-		Shape: shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, Context: promptN + decodeN,
+		BandwidthNowGBs: bwNow,
+		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, Context: promptN + decodeN,
 		PrefillTokS: float64(promptN) / prefill.Seconds(),
 		DecodeTokS:  float64(decodeN) / decode.Seconds(),
 		WeightBytes: wb,
@@ -209,5 +252,33 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	}
 	r.ProfilePct = 100 * s.ProfileTime.Seconds() / (prefill + decode).Seconds()
 	r.DecodeGBs = r.DecodeTokS * float64(wb) / 1e9
+	r.RSSBytes = residentBytes()
 	return r, nil
+}
+
+// prefillFLOPs counts the arithmetic of an n-token prefill: two flops per
+// weight per token in every layer's matrices, the last token's logits, and
+// attention's QKᵀ and PV over the causal triangle.
+func prefillFLOPs(s model.Shape, n int) float64 {
+	hd := s.Dim / s.Heads
+	kvd := hd * s.KVHeads
+	perLayer := float64(2*s.Dim*s.Dim + 2*s.Dim*kvd + 3*s.Dim*s.Hidden)
+	attn := 4 * float64(s.Dim) * float64(n) * float64(n+1) / 2
+	return float64(s.Layers)*(2*float64(n)*perLayer+attn) + 2*float64(s.Dim)*float64(s.Vocab)
+}
+
+// residentBytes reads VmRSS from /proc/self/status (0 where there is none).
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
