@@ -16,9 +16,30 @@
 #define VF16_2 VCVTPH2PS 32(R9), Y7
 #define VF16_3 VCVTPH2PS 48(R9), Y8
 
+// Eight rows at a time (row addresses BX + m·R12, R13 = 3·R12, R14 = 5·R12,
+// R15 = 7·R12), one query vector load per eight FMAs.
+#define G32_0 VFMADD231PS (BX), Y8, Y0
+#define G32_1 VFMADD231PS (BX)(R12*1), Y8, Y1
+#define G32_2 VFMADD231PS (BX)(R12*2), Y8, Y2
+#define G32_3 VFMADD231PS (BX)(R13*1), Y8, Y3
+#define G32_4 VFMADD231PS (BX)(R12*4), Y8, Y4
+#define G32_5 VFMADD231PS (BX)(R14*1), Y8, Y5
+#define G32_6 VFMADD231PS (BX)(R13*2), Y8, Y6
+#define G32_7 VFMADD231PS (BX)(R15*1), Y8, Y7
+#define G16_0 VCVTPH2PS (BX), Y9; VFMADD231PS Y9, Y8, Y0
+#define G16_1 VCVTPH2PS (BX)(R12*1), Y10; VFMADD231PS Y10, Y8, Y1
+#define G16_2 VCVTPH2PS (BX)(R12*2), Y11; VFMADD231PS Y11, Y8, Y2
+#define G16_3 VCVTPH2PS (BX)(R13*1), Y12; VFMADD231PS Y12, Y8, Y3
+#define G16_4 VCVTPH2PS (BX)(R12*4), Y13; VFMADD231PS Y13, Y8, Y4
+#define G16_5 VCVTPH2PS (BX)(R14*1), Y14; VFMADD231PS Y14, Y8, Y5
+#define G16_6 VCVTPH2PS (BX)(R13*2), Y9; VFMADD231PS Y9, Y8, Y6
+#define G16_7 VCVTPH2PS (BX)(R15*1), Y10; VFMADD231PS Y10, Y8, Y7
+
 // Scores of one query against n rows (stride elements apart) over their
-// first d values, d a multiple of 8: out[j] = scale·(row j · q). Two accumulators per row hide the FMA latency.
-#define DOTROWS(LOADA, LOADB, ROWSHIFT) \
+// first d values, d a multiple of 8: out[j] = scale·(row j · q). Groups
+// of eight rows share each query load and finish with one transposing
+// horizontal-add tree; leftover rows use two accumulators each.
+#define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \
 	MOVQ         n+16(FP), CX \
@@ -26,8 +47,63 @@
 	MOVQ         stride+32(FP), R11 \
 	MOVQ         q+40(FP), R8 \
 	VBROADCASTSS scale+48(FP), Y15 \
+	LEAQ         (R11*ROWSHIFT), R12 \
+	LEAQ         (R12)(R12*2), R13 \
+	LEAQ         (R12)(R12*4), R14 \
+	LEAQ         (R13)(R12*4), R15 \
+	\
+group8: \
+	CMPQ   CX, $8 \
+	JLT    row \
+	VXORPS Y0, Y0, Y0 \
+	VXORPS Y1, Y1, Y1 \
+	VXORPS Y2, Y2, Y2 \
+	VXORPS Y3, Y3, Y3 \
+	VXORPS Y4, Y4, Y4 \
+	VXORPS Y5, Y5, Y5 \
+	VXORPS Y6, Y6, Y6 \
+	VXORPS Y7, Y7, Y7 \
+	MOVQ   SI, BX \
+	MOVQ   R8, R9 \
+	MOVQ   DX, R10 \
+	\
+g8col: \
+	TESTQ   R10, R10 \
+	JZ      g8reduce \
+	VMOVUPS (R9), Y8 \
+	G0 \
+	G1 \
+	G2 \
+	G3 \
+	G4 \
+	G5 \
+	G6 \
+	G7 \
+	ADDQ    $COLBYTES, BX \
+	ADDQ    $32, R9 \
+	SUBQ    $8, R10 \
+	JMP     g8col \
+	\
+g8reduce: \
+	VHADDPS    Y1, Y0, Y0 \
+	VHADDPS    Y3, Y2, Y2 \
+	VHADDPS    Y5, Y4, Y4 \
+	VHADDPS    Y7, Y6, Y6 \
+	VHADDPS    Y2, Y0, Y0 \
+	VHADDPS    Y6, Y4, Y4 \
+	VPERM2F128 $0x20, Y4, Y0, Y1 \
+	VPERM2F128 $0x31, Y4, Y0, Y2 \
+	VADDPS     Y2, Y1, Y1 \
+	VMULPS     Y15, Y1, Y1 \
+	VMOVUPS    Y1, (DI) \
+	ADDQ       $32, DI \
+	LEAQ       (SI)(R12*8), SI \
+	SUBQ       $8, CX \
+	JMP        group8 \
 	\
 row: \
+	TESTQ CX, CX \
+	JZ    done \
 	VXORPS Y0, Y0, Y0 \
 	VXORPS Y1, Y1, Y1 \
 	XORQ   AX, AX \
@@ -62,6 +138,8 @@ reduce: \
 	LEAQ         (SI)(R11*ROWSHIFT), SI \
 	DECQ         CX \
 	JNZ          row \
+	\
+done: \
 	VZEROUPPER \
 	RET
 
@@ -133,11 +211,11 @@ done: \
 
 // func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF32A, KF32B, 4)
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32)
 
 // func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF16A, KF16B, 2)
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16)
 
 // func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
 TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
