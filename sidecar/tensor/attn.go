@@ -98,6 +98,20 @@ func axpyRowsF16Go(out []float32, v []uint16, d int, p []float32) {
 	}
 }
 
+func maxGo(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+func scaleGo(a float32, x []float32) {
+	for i := range x {
+		x[i] *= a
+	}
+}
+
 // expSumGo replaces x[i] by e^(x[i]−mx) and returns their sum.
 func expSumGo(x []float32, mx float32) float32 {
 	var s float32

@@ -86,3 +86,31 @@ func expSumAVX2Go(x []float32, mx float32) float32 {
 	}
 	return s
 }
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+//go:noescape
+func scaleAVX2(a float32, x *float32, n int)
+
+func maxAVX2Go(x []float32) float32 {
+	v := len(x) &^ 7
+	if v == 0 {
+		return maxGo(x)
+	}
+	m := maxAVX2(&x[0], v)
+	for _, e := range x[v:] {
+		m = max(m, e)
+	}
+	return m
+}
+
+func scaleAVX2Go(a float32, x []float32) {
+	v := len(x) &^ 7
+	if v > 0 {
+		scaleAVX2(a, &x[0], v)
+	}
+	for i := v; i < len(x); i++ {
+		x[i] *= a
+	}
+}

@@ -298,3 +298,49 @@ exploop:
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
 	RET
+
+// func maxAVX2(x *float32, n int) float32 (n a positive multiple of 8)
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+
+maxloop:
+	TESTQ  CX, CX
+	JZ     maxdone
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	SUBQ   $8, CX
+	JMP    maxloop
+
+maxdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+16(FP)
+	RET
+
+// func scaleAVX2(a float32, x *float32, n int) (n a multiple of 8)
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-24
+	VBROADCASTSS a+0(FP), Y1
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+
+scaleloop:
+	TESTQ   CX, CX
+	JZ      scaledone
+	VMULPS  (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JMP     scaleloop
+
+scaledone:
+	VZEROUPPER
+	RET

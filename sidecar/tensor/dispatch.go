@@ -34,6 +34,8 @@ type kernelSet struct {
 	axpyRows    func(out, v []float32, d int, p []float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
+	max         func(x []float32) float32             // len(x) > 0
+	scale       func(a float32, x []float32)
 }
 
 var genericKernels = kernelSet{
@@ -57,6 +59,8 @@ var genericKernels = kernelSet{
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
 	axpyRows:    axpyRowsGo,
+	max:         maxGo,
+	scale:       scaleGo,
 	expSum:      expSumGo,
 	axpyRowsF16: axpyRowsF16Go,
 }

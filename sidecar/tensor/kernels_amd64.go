@@ -79,6 +79,8 @@ var avx2Kernels = kernelSet{
 	dotRows:     dotRowsAVX2Go,
 	dotRowsF16:  dotRowsF16AVX2Go,
 	axpyRows:    axpyRowsAVX2Go,
+	max:         maxAVX2Go,
+	scale:       scaleAVX2Go,
 	expSum:      expSumAVX2Go,
 	axpyRowsF16: axpyRowsF16AVX2Go,
 }

@@ -19,9 +19,7 @@ func Axpy(a float32, x, y []float32) {
 
 // Scale multiplies x by a in place.
 func Scale(a float32, x []float32) {
-	for i := range x {
-		x[i] *= a
-	}
+	kern.scale(a, x)
 }
 
 // DotF16 returns Σ a[i]·b[i] with a in IEEE half precision (attention over
@@ -58,10 +56,7 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	mx := x[0]
-	for _, v := range x[1:] {
-		mx = max(mx, v)
-	}
+	mx := kern.max(x)
 	if math.IsInf(float64(mx), -1) {
 		clear(x)
 		return
