@@ -175,15 +175,40 @@ func (s *Session) flags(tokens []int) []kvcache.Flags {
 }
 
 // timedProfiler measures the time spent profiling inside the forward pass.
+// Rows arrive on every worker at once, so their time counts divided by the
+// number of workers: its share of the wall clock.
 type timedProfiler struct {
-	p   *fastgen.Profiler
-	dur time.Duration
+	p       *fastgen.Profiler
+	dur     time.Duration
+	workers int
+	rows    [64]time.Duration // per worker (pools have fewer threads)
+}
+
+func (t *timedProfiler) Begin(layer, workers int, c *kvcache.Cache, scale float32) {
+	start := time.Now()
+	t.p.Begin(layer, workers, c, scale)
+	t.workers = workers
+	t.dur += time.Since(start)
+}
+
+func (t *timedProfiler) Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int) {
+	start := time.Now()
+	t.p.Row(worker, layer, kvHead, token, q, probs, groups, limit)
+	t.rows[worker%len(t.rows)] += time.Since(start)
 }
 
 func (t *timedProfiler) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32) {
 	start := time.Now()
 	t.p.Layer(layer, q, qStride, c, scale)
 	t.dur += time.Since(start)
+}
+
+func (t *timedProfiler) total() time.Duration {
+	var rows time.Duration
+	for _, d := range t.rows {
+		rows += d
+	}
+	return t.dur + rows/time.Duration(max(1, t.workers))
 }
 
 // Prefill runs new prompt tokens (a first prompt or a later chat turn) with
@@ -229,7 +254,7 @@ func (s *Session) Prefill(ctx context.Context, tokens []int, hold bool) ([]float
 	s.history = append(s.history, tokens...)
 	if prof != nil {
 		s.Profile = prof.p.Result()
-		s.ProfileTime = prof.dur
+		s.ProfileTime = prof.total()
 		if !hold {
 			start := time.Now()
 			s.cache.ApplyAll()

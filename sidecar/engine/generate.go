@@ -526,7 +526,7 @@ func (l *lossShadow) end() float64 {
 }
 
 // Attention implements model.AttentionObserver for the full stream.
-func (l *lossShadow) Attention(layer, kvHead, _ int, probs []float32, groups, limit int) {
+func (l *lossShadow) Attention(_, layer, kvHead, _ int, probs []float32, groups, limit int) {
 	h := layer*l.kvHeads + kvHead
 	st := l.stamp[h]
 	var kept float64

@@ -297,7 +297,7 @@ type attnRecorder struct {
 	rows    [][]float32
 }
 
-func (r *attnRecorder) Attention(layer, kvHead, _ int, probs []float32, groups, limit int) {
+func (r *attnRecorder) Attention(_, layer, kvHead, _ int, probs []float32, groups, limit int) {
 	row := r.rows[layer*r.kvHeads+kvHead]
 	inv := 1 / float32(groups)
 	for g := 0; g < groups; g++ {

@@ -51,12 +51,18 @@ func Choose(recovery []float64, t float64) int {
 	return last
 }
 
-// Profiler profiles the prompt rows of one prefill, layer by layer, from
-// attention probabilities recomputed from the queries so that no L×L map is
-// kept: pass 1 streams rows into column sums and category masses, pass 2
-// streams them again to measure what each candidate keeps with the final
-// ranking. It writes each head's chosen policy and scores into the cache;
-// the caller applies them once the prefill is done (Cache.ApplyAll).
+// Profiler profiles the prompt rows of one prefill, layer by layer, without
+// keeping an L×L map. Pass 1 takes each attention row as the forward pass
+// computes it (Row): column sums (the frequency scores), category masses,
+// each candidate's kept mass as if frequent kept nothing, and the row's
+// softmax normaliser. Pass 2 (in Layer) visits only each row's frequent set
+// under the final ranking, recomputing just those logits from the queries,
+// and moves their mass to the frequent candidate where it keeps them
+// earlier. Layer then writes each head's chosen policy and scores into the
+// cache; the caller applies them once the prefill is done (ApplyAll).
+//
+// Layer also works alone (no Begin/Row): it then recomputes pass 1's rows
+// from the queries.
 type Profiler struct {
 	opt        Options
 	candidates []kvcache.Policy
@@ -67,23 +73,42 @@ type Profiler struct {
 	n                    int   // prompt rows this turn
 	basePos              int32 // absolute position of row 0
 	window               int32
-	// rank[c] is the index of component c in the candidate order: an entry
-	// is kept by candidate k iff one of its components has rank ≤ k.
+	start                int // first row counted in recovery
+	// rank of each component in the candidate order: an entry is kept by
+	// candidate k iff one of its components has rank ≤ k.
 	rankSpecial, rankPunct, rankFreq, rankLocal int
 
-	workers []*headWorker // scratch, one per goroutine, reused across layers
+	// the layer being profiled
+	layer int
+	begun bool
+	cache *kvcache.Cache
+	scale float64     // the forward pass's attention scale
+	hs    []headState // per KV head
+	acc   [][]headAcc // per worker, per KV head
+	wrow  [][]float32 // per worker: a group-mean row
+	pass2 []*headWorker
 }
 
-// headWorker is one goroutine's scratch for profiling a head.
+// headState is what pass 1 learns of one head's entries and rows.
+type headState struct {
+	total, base int
+	first       []int8 // per entry: the rank of its class components
+	pos         []int32
+	flags       []kvcache.Flags
+	lse         []float64 // per prompt row and query head: softmax log-normaliser
+}
+
+// headAcc is one worker's pass-1 sums for one head.
+type headAcc struct {
+	colsum []float64
+	mass   Mass
+	sums   []float64 // per bucket row × candidate: mass first kept there
+}
+
+// headWorker is one goroutine's scratch for Layer.
 type headWorker struct {
 	probs, row []float32
-	colsum     []float64
 	order      []int32
-	inFreq     []bool
-	first      []int8 // per entry: the rank of its static (class) components
-	pos        []int32
-	flags      []kvcache.Flags
-	sums       []float64 // per candidate × group: mass first kept by that candidate
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -98,6 +123,9 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	}
 	p.window = int32(p.candidates[0].Window.Tokens)
 	p.heads = make([]HeadProfile, 0, layers*nKV)
+	if opt.RecoveryRows > 0 && opt.RecoveryRows < n {
+		p.start = n - opt.RecoveryRows
+	}
 	never := len(p.candidates) - 1 // only full keeps it
 	p.rankSpecial, p.rankPunct, p.rankFreq, p.rankLocal = never, never, never, never
 	for k, c := range opt.Order {
@@ -112,186 +140,277 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 			p.rankLocal = k
 		}
 	}
-	workers := min(nKV, runtime.GOMAXPROCS(0))
-	for range workers {
-		p.workers = append(p.workers, &headWorker{})
+	p.hs = make([]headState, nKV)
+	for range min(nKV, runtime.GOMAXPROCS(0)) {
+		p.pass2 = append(p.pass2, &headWorker{})
 	}
 	return p
 }
 
-// Layer profiles every KV head of one layer, heads in parallel. q holds the
-// n prompt rows of post-RoPE queries (nHeads·headDim each, row stride
-// qStride); the cache already holds the layer's keys for those rows.
+func (p *Profiler) groups() int { return p.nHeads / p.nKV }
+
+// bucketRows is 1 (the group's mean) or, for AggMin, one per query head.
+func (p *Profiler) bucketRows() int {
+	if p.opt.GQA == AggMin {
+		return p.groups()
+	}
+	return 1
+}
+
+// Begin prepares a layer: the entries' classes and positions, and zeroed
+// pass-1 sums for each of workers goroutines. scale is the attention's.
+func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32) {
+	p.layer, p.begun, p.cache, p.scale = layer, true, cache, float64(scale)
+	nc := len(p.candidates)
+	never := int8(nc - 1)
+	for kh := range p.hs {
+		h := &p.hs[kh]
+		h.total = cache.Kept(layer, kh)
+		h.base = h.total - p.n
+		h.first = growI8(h.first, h.total)
+		h.pos = growI32(h.pos, h.total)
+		h.flags = growFlags(h.flags, h.total)
+		h.lse = growF64(h.lse, p.n*p.groups())
+		for j := 0; j < h.total; j++ {
+			f := cache.EntryFlags(layer, kh, j)
+			r := never
+			if f&kvcache.FlagSpecial != 0 {
+				r = min(r, int8(p.rankSpecial))
+			}
+			if f&kvcache.FlagPunct != 0 {
+				r = min(r, int8(p.rankPunct))
+			}
+			h.first[j], h.pos[j], h.flags[j] = r, cache.Pos(layer, kh, j), f
+		}
+	}
+	for len(p.acc) < workers {
+		p.acc = append(p.acc, make([]headAcc, p.nKV))
+		p.wrow = append(p.wrow, nil)
+	}
+	most := 0
+	for kh := range p.hs {
+		most = max(most, p.hs[kh].total)
+	}
+	for w := 0; w < workers; w++ {
+		p.wrow[w] = grow(p.wrow[w], most)
+		for kh := range p.acc[w] {
+			a := &p.acc[w][kh]
+			a.colsum = growF64(a.colsum, p.hs[kh].total)
+			clear(a.colsum)
+			a.sums = growF64(a.sums, nc*p.bucketRows())
+			clear(a.sums)
+			a.mass = Mass{}
+		}
+	}
+}
+
+// Row is pass 1 for prompt row token of one head: q holds the group's query
+// rows, probs their attention over the head's first limit entries.
+func (p *Profiler) Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int) {
+	p.accumulate(&p.acc[worker][kvHead], &p.hs[kvHead], p.wrow[worker], kvHead, token, q, probs, limit)
+}
+
+func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, kh, i int, q, probs []float32, limit int) {
+	groups := p.groups()
+	nc := len(p.candidates)
+	row := meanRow(scratch, probs, groups, limit)
+	cur := p.basePos + int32(i)
+	for j, v := range row {
+		a.colsum[j] += float64(v)
+		switch f := h.flags[j]; {
+		case f&kvcache.FlagSpecial != 0:
+			a.mass.Special += float64(v)
+		case f&kvcache.FlagPunct != 0:
+			a.mass.Punct += float64(v)
+		case cur-h.pos[j] < p.window:
+			a.mass.Local += float64(v)
+		default:
+			a.mass.Other += float64(v)
+		}
+	}
+	if p.fixed != nil || i < p.start {
+		return
+	}
+	rows := p.bucketRows()
+	for g := 0; g < rows; g++ {
+		r := row
+		if rows > 1 {
+			r = probs[g*limit : (g+1)*limit]
+		}
+		bucket := a.sums[g*nc : (g+1)*nc]
+		for j, v := range r {
+			k := h.first[j]
+			if cur-h.pos[j] < p.window {
+				k = min(k, int8(p.rankLocal))
+			}
+			bucket[k] += float64(v)
+		}
+	}
+	// The row's log-normaliser per query head, from its most attended entry
+	// (probability ≥ 1/limit, so its log never underflows).
+	for g := 0; g < groups; g++ {
+		pg := probs[g*limit : (g+1)*limit]
+		best := 0
+		for j, v := range pg {
+			if v > pg[best] {
+				best = j
+			}
+		}
+		logit := float64(p.cache.KeyDot(p.layer, kh, best, q[g*p.headDim:(g+1)*p.headDim])) * p.scale
+		h.lse[i*groups+g] = logit - math.Log(float64(pg[best]))
+	}
+}
+
+// Layer finishes one layer, heads in parallel: pass 1's sums merged over
+// workers (or recomputed here when no rows were seen), pass 2, the choice,
+// and the head's scores and policy written to the cache. q holds the n
+// prompt rows of post-RoPE queries (nHeads·headDim each, row stride
+// qStride); scale must be the forward pass's (1/√headDim).
 func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32) {
+	recompute := !p.begun || p.layer != layer
+	if recompute {
+		p.Begin(layer, 1, cache, scale)
+	}
+	groups := p.groups()
+	qRow := func(kh, i int) []float32 { return q[i*qStride+kh*groups*p.headDim:][:groups*p.headDim] }
 	results := make([]HeadProfile, p.nKV)
 	var next atomic.Int32
 	var wg sync.WaitGroup
-	for _, w := range p.workers {
+	for _, w := range p.pass2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for kh := int(next.Add(1) - 1); kh < p.nKV; kh = int(next.Add(1) - 1) {
-				results[kh] = p.head(w, layer, kh, q, qStride, cache, scale)
+				h := &p.hs[kh]
+				a := &p.acc[0][kh]
+				if recompute {
+					w.probs = grow(w.probs, groups*h.total)
+					w.row = grow(w.row, h.total)
+					for i := 0; i < p.n; i++ {
+						limit := cache.Probs(layer, kh, qRow(kh, i), groups, h.base+i+1, scale, w.probs[:groups*(h.base+i+1)])
+						p.accumulate(a, h, w.row, kh, i, qRow(kh, i), w.probs[:groups*limit], limit)
+					}
+				}
+				for _, o := range p.acc[1:] {
+					b := &o[kh]
+					for j, v := range b.colsum[:h.total] {
+						a.colsum[j] += v
+					}
+					for j, v := range b.sums {
+						a.sums[j] += v
+					}
+					a.mass.Special += b.mass.Special
+					a.mass.Punct += b.mass.Punct
+					a.mass.Local += b.mass.Local
+					a.mass.Other += b.mass.Other
+				}
+				results[kh] = p.finish(w, layer, kh, h, a, func(i int) []float32 { return qRow(kh, i) }, cache, scale)
 			}
 		}()
 	}
 	wg.Wait()
+	p.begun = false
 	p.heads = append(p.heads, results...)
 }
 
-// head profiles one (layer, KV head), seeds its scores with the prompt's
-// column sums (the paper's rule) and sets its chosen policy; the policy is
-// applied once the whole prefill is done. Heads touch only their own store.
-func (p *Profiler) head(w *headWorker, layer, kh int, q []float32, qStride int, cache *kvcache.Cache, scale float32) HeadProfile {
-	groups := p.nHeads / p.nKV
-	total := cache.Kept(layer, kh)
-	base := total - p.n
-	w.probs = grow(w.probs, groups*total)
-	w.row = grow(w.row, total)
-	w.colsum = growF64(w.colsum, total)
-	w.inFreq = growBool(w.inFreq, total)
-	w.sums = growF64(w.sums, len(p.candidates)*groups)
-	if cap(w.first) < total {
-		w.first, w.pos, w.flags = make([]int8, total), make([]int32, total), make([]kvcache.Flags, total)
-	}
-	first, pos, flags := w.first[:total], w.pos[:total], w.flags[:total]
-	never := int8(len(p.candidates) - 1)
-	for j := range first {
-		f := cache.EntryFlags(layer, kh, j)
-		r := never
-		if f&kvcache.FlagSpecial != 0 {
-			r = min(r, int8(p.rankSpecial))
-		}
-		if f&kvcache.FlagPunct != 0 {
-			r = min(r, int8(p.rankPunct))
-		}
-		first[j], pos[j], flags[j] = r, cache.Pos(layer, kh, j), f
-	}
-	qRow := func(i int) []float32 { return q[i*qStride+kh*groups*p.headDim:][:groups*p.headDim] }
-
-	hp := HeadProfile{Layer: layer, KVHead: kh, Recovery: make([]float64, len(p.candidates))}
-	colsum := w.colsum[:total]
-	clear(colsum)
-	// Pass 1: column sums over every prompt row (the frequency scores), and
-	// the category masses.
-	var mass Mass
-	for i := 0; i < p.n; i++ {
-		limit := cache.Probs(layer, kh, qRow(i), groups, base+i+1, scale, w.probs[:groups*(base+i+1)])
-		row := w.meanRow(groups, limit)
-		cur := p.basePos + int32(i)
-		for j, a := range row {
-			colsum[j] += float64(a)
-			switch f := flags[j]; {
-			case f&kvcache.FlagSpecial != 0:
-				mass.Special += float64(a)
-			case f&kvcache.FlagPunct != 0:
-				mass.Punct += float64(a)
-			case cur-pos[j] < p.window:
-				mass.Local += float64(a)
-			default:
-				mass.Other += float64(a)
-			}
-		}
-	}
+// finish runs pass 2 for one head, chooses its policy, and writes its
+// scores and policy to the cache.
+func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache, scale float32) HeadProfile {
+	nc := len(p.candidates)
+	hp := HeadProfile{Layer: layer, KVHead: kh, Recovery: make([]float64, nc)}
 	inv := 1 / float64(p.n)
-	hp.Mass = Mass{mass.Special * inv, mass.Punct * inv, mass.Local * inv, mass.Other * inv}
-
+	hp.Mass = Mass{a.mass.Special * inv, a.mass.Punct * inv, a.mass.Local * inv, a.mass.Other * inv}
 	if p.fixed != nil {
 		hp.Policy = *p.fixed
 	} else {
-		hp.Policy = p.candidates[Choose(p.recovery(w, layer, kh, base, qRow, cache, scale, hp.Recovery), p.opt.Threshold)]
+		p.frequentPass(w, layer, kh, h, a, qRow, cache)
+		counted := float64(p.n - p.start)
+		for c := range hp.Recovery {
+			hp.Recovery[c] = math.Inf(1)
+		}
+		// Candidates are supersets in order: candidate c keeps the mass
+		// first kept by any candidate up to c.
+		for g := 0; g < p.bucketRows(); g++ {
+			var acc float64
+			for c := 0; c < nc; c++ {
+				acc += a.sums[g*nc+c]
+				hp.Recovery[c] = math.Min(hp.Recovery[c], acc/counted)
+			}
+		}
+		hp.Recovery[nc-1] = 1
+		hp.Policy = p.candidates[Choose(hp.Recovery, p.opt.Threshold)]
 	}
-	for j := range w.row[:total] {
-		w.row[j] = float32(colsum[j])
+	// The head's scores start as the prompt's column sums (the paper's rule).
+	w.row = grow(w.row, h.total)
+	for j, v := range a.colsum[:h.total] {
+		w.row[j] = float32(v)
 	}
-	cache.AddScores(layer, kh, w.row[:total])
+	cache.AddScores(layer, kh, w.row[:h.total])
 	cache.SetPolicy(layer, kh, hp.Policy)
 	return hp
 }
 
-// recovery is pass 2: the attention mass each candidate keeps at each row,
-// with the frequent set ranked by the final column sums. It fills and
-// returns rec.
-func (p *Profiler) recovery(w *headWorker, layer, kh, base int, qRow func(int) []float32, cache *kvcache.Cache, scale float32, rec []float64) []float64 {
-	groups := p.nHeads / p.nKV
-	total := base + p.n
-	colsum, first, pos := w.colsum[:total], w.first[:total], w.pos[:total]
+// frequentPass is pass 2: for every counted row, the top ceil(r_f·t)
+// entries by final column sum that the row can see; each one that frequent
+// keeps earlier than its class or the window would moves its mass
+// (recomputed from one logit and the row's normaliser) to frequent's bucket.
+func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache) {
+	groups := p.groups()
+	nc := len(p.candidates)
+	colsum := a.colsum[:h.total]
 	w.order = w.order[:0]
-	for j := 0; j < total; j++ {
+	for j := 0; j < h.total; j++ {
 		w.order = append(w.order, int32(j))
 	}
-	sort.SliceStable(w.order, func(a, b int) bool { return colsum[w.order[a]] > colsum[w.order[b]] })
-
-	start := 0
-	if p.opt.RecoveryRows > 0 && p.opt.RecoveryRows < p.n {
-		start = p.n - p.opt.RecoveryRows
-	}
-	nc := len(p.candidates)
-	sums := w.sums[:nc*groups]
-	clear(sums)
-	rows := 1
-	if p.opt.GQA == AggMin {
-		rows = groups
-	}
-	for i := start; i < p.n; i++ {
-		limit := cache.Probs(layer, kh, qRow(i), groups, base+i+1, scale, w.probs[:groups*(base+i+1)])
+	sort.SliceStable(w.order, func(x, y int) bool { return colsum[w.order[x]] > colsum[w.order[y]] })
+	rows := p.bucketRows()
+	freq := int8(p.rankFreq)
+	var av [64]float64 // per query head of the group; groups ≤ 64 in every real model
+	for i := p.start; i < p.n; i++ {
+		limit := h.base + i + 1
 		cur := p.basePos + int32(i)
-		inFreq := w.inFreq[:limit]
-		clear(inFreq)
+		qi := qRow(i)
 		k := kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur) + 1)
 		for _, j := range w.order {
 			if k == 0 {
 				break
 			}
-			if int(j) < limit {
-				inFreq[j] = true
-				k--
+			if int(j) >= limit {
+				continue
 			}
-		}
-		if rows == 1 {
-			w.meanRow(groups, limit)
-		}
-		for g := 0; g < rows; g++ {
-			row := w.row[:limit]
-			if rows > 1 {
-				row = w.probs[g*limit : (g+1)*limit]
+			k--
+			old := h.first[j]
+			if cur-h.pos[j] < p.window {
+				old = min(old, int8(p.rankLocal))
 			}
-			bucket := sums[g*nc : (g+1)*nc]
-			for j, a := range row {
-				r := first[j]
-				if inFreq[j] {
-					r = min(r, int8(p.rankFreq))
+			if freq >= old {
+				continue // already kept at least as early
+			}
+			var mean float64
+			for g := 0; g < groups; g++ {
+				logit := float64(cache.KeyDot(layer, kh, int(j), qi[g*p.headDim:(g+1)*p.headDim])) * p.scale
+				av[g%64] = math.Exp(logit - h.lse[i*groups+g])
+				mean += av[g%64]
+			}
+			mean /= float64(groups)
+			for g := 0; g < rows; g++ {
+				v := mean
+				if rows > 1 {
+					v = av[g%64]
 				}
-				if cur-pos[j] < p.window {
-					r = min(r, int8(p.rankLocal))
-				}
-				bucket[r] += float64(a)
+				a.sums[g*nc+int(old)] -= v
+				a.sums[g*nc+int(freq)] += v
 			}
 		}
 	}
-	// Candidates are supersets in order: candidate c keeps the mass first
-	// kept by any candidate up to c.
-	counted := float64(p.n - start)
-	for c := range rec {
-		rec[c] = math.Inf(1)
-	}
-	for g := 0; g < rows; g++ {
-		var acc float64
-		for c := 0; c < nc; c++ {
-			acc += sums[g*nc+c]
-			rec[c] = math.Min(rec[c], acc/counted)
-		}
-	}
-	rec[nc-1] = 1
-	return rec
 }
 
-// meanRow averages the group's rows in w.probs into w.row.
-func (w *headWorker) meanRow(groups, limit int) []float32 {
-	row := w.row[:limit]
-	copy(row, w.probs[:limit])
+// meanRow averages the group's rows of probs into dst.
+func meanRow(dst, probs []float32, groups, limit int) []float32 {
+	row := dst[:limit]
+	copy(row, probs[:limit])
 	for g := 1; g < groups; g++ {
-		for j, a := range w.probs[g*limit : (g+1)*limit] {
+		for j, a := range probs[g*limit : (g+1)*limit] {
 			row[j] += a
 		}
 	}
@@ -323,9 +442,23 @@ func growF64(s []float64, n int) []float64 {
 	return s[:n]
 }
 
-func growBool(s []bool, n int) []bool {
+func growI8(s []int8, n int) []int8 {
 	if cap(s) < n {
-		return make([]bool, n)
+		return make([]int8, n)
+	}
+	return s[:n]
+}
+
+func growI32(s []int32, n int) []int32 {
+	if cap(s) < n {
+		return make([]int32, n)
+	}
+	return s[:n]
+}
+
+func growFlags(s []kvcache.Flags, n int) []kvcache.Flags {
+	if cap(s) < n {
+		return make([]kvcache.Flags, n)
 	}
 	return s[:n]
 }

@@ -9,10 +9,15 @@ import (
 	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
-// Profiler receives each layer of a prefill once the layer's keys are cached:
-// the post-RoPE queries of the batch (row stride qStride) so that it can
-// recompute attention rows without anyone keeping an L×L map.
+// Profiler watches a prefill (FastGen profiling). For each layer, Begin
+// comes once the batch's keys are cached, with the attention scale; Row sees every (token, KV head)
+// attention row as the forward pass computes it, on one of workers
+// goroutines (rows of one head may arrive on different workers at once);
+// Layer comes after the layer's attention, with the batch's post-RoPE
+// queries (row stride qStride) for anything it must recompute.
 type Profiler interface {
+	Begin(layer, workers int, cache *kvcache.Cache, scale float32)
+	Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int)
 	Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32)
 }
 
@@ -41,8 +46,9 @@ type Batch struct {
 
 // AttentionObserver receives attention probabilities: groups rows of limit
 // values, row g at probs[g*limit:], over the head's first limit entries.
+// worker (< the backend's thread count) lets it keep per-worker state.
 type AttentionObserver interface {
-	Attention(layer, kvHead, token int, probs []float32, groups, limit int)
+	Attention(worker, layer, kvHead, token int, probs []float32, groups, limit int)
 }
 
 // State is one sequence's working memory for the forward pass. Buffers grow
@@ -167,6 +173,10 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		}
 
 		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
+		s.attn.prof = b.Profiler
+		if b.Profiler != nil {
+			b.Profiler.Begin(li, s.pool.Threads(), cache, scale)
+		}
 		// Keep ≥ ~16k multiply-adds per chunk so that short contexts and
 		// tiny heads do not pay a worker wake-up per (token, head).
 		work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
@@ -270,6 +280,7 @@ type attnTask struct {
 	scale   float32
 	observe bool
 	obs     AttentionObserver
+	prof    Profiler
 }
 
 func (t *attnTask) Run(worker, lo, hi int) {
@@ -283,7 +294,10 @@ func (t *attnTask) Run(worker, lo, hi int) {
 		off := i*dim + kh*g*hd
 		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs)
 		if t.obs != nil {
-			t.obs.Attention(t.layer, kh, i, probs[:g*limit], g, limit)
+			t.obs.Attention(worker, t.layer, kh, i, probs[:g*limit], g, limit)
+		}
+		if t.prof != nil {
+			t.prof.Row(worker, t.layer, kh, i, t.s.q[off:off+g*hd], probs[:g*limit], g, limit)
 		}
 		if t.observe {
 			t.cache.Observe(t.layer, kh, probs, g, limit, &t.s.workerScratch[worker])
