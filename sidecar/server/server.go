@@ -51,6 +51,15 @@ type Config struct {
 	// SendQueue is how many frames may wait for a slow WebSocket client
 	// before its connection is closed with a policy violation (default 4096).
 	SendQueue int
+	// ControlRate and ControlBurst are a per-connection token bucket on the
+	// frames that cost the server a reply but no admission: ping, cancel,
+	// text and undecodable messages (default 50/s, burst 100). The first
+	// frame over the limit gets an error frame with code "rate_limited";
+	// after MaxControlDrops dropped frames the connection is closed with
+	// 1008 policy violation (default 1000).
+	ControlRate     float64
+	ControlBurst    int
+	MaxControlDrops int
 	// WriteTimeout bounds one write to a client (default 30s).
 	WriteTimeout time.Duration
 	// Logger receives structured logs (default slog.Default()).
@@ -77,6 +86,15 @@ func (c *Config) defaults() {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 4096
+	}
+	if c.ControlRate <= 0 {
+		c.ControlRate = 50
+	}
+	if c.ControlBurst <= 0 {
+		c.ControlBurst = 100
+	}
+	if c.MaxControlDrops <= 0 {
+		c.MaxControlDrops = 1000
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second

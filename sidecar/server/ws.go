@@ -33,6 +33,13 @@ type wsConn struct {
 	cancel context.CancelFunc
 	out    chan []byte
 	closed atomic.Bool
+	// closeDone is closed when closeWith's close handshake has ended.
+	closeDone chan struct{}
+
+	// control limits ping, cancel and bad frames (read loop only).
+	control bucket
+	drops   int
+	limited bool // an error frame was sent since the last allowed frame
 
 	mu   sync.Mutex
 	gens map[string]context.CancelFunc
@@ -66,8 +73,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.SetReadLimit(s.cfg.MaxFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
-	wc := &wsConn{s: s, e: e, c: c, ctx: ctx, cancel: cancel, out: make(chan []byte, s.cfg.SendQueue),
-		gens: map[string]context.CancelFunc{}, log: s.log.With("remote", r.RemoteAddr)}
+	wc := &wsConn{s: s, e: e, c: c, ctx: ctx, cancel: cancel, out: make(chan []byte, s.cfg.SendQueue), closeDone: make(chan struct{}),
+		gens: map[string]context.CancelFunc{}, log: s.log.With("remote", r.RemoteAddr),
+		control: bucket{rate: s.cfg.ControlRate, burst: float64(s.cfg.ControlBurst), tokens: float64(s.cfg.ControlBurst), last: time.Now()}}
 	s.metrics.conns.Inc()
 	defer s.metrics.conns.Dec()
 	// Shutdown past its deadline closes connections too.
@@ -78,6 +86,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	go func() { defer close(writerDone); wc.writer() }()
 	wc.sendFrame(s.hello(e))
 	wc.readLoop()
+	if wc.closed.Load() {
+		// closeWith is sending its reason; CloseNow would cut it off.
+		<-wc.closeDone
+	}
 	// The tab is gone or the connection failed: cancel every generation
 	// (each stops within one decode step and frees its cache) and wait.
 	cancel()
@@ -116,10 +128,27 @@ func (wc *wsConn) closeWith(code websocket.StatusCode, reason string) {
 	if wc.closed.Swap(true) {
 		return
 	}
-	wc.cancel()
-	// Close waits for the peer's close frame; never do that on an engine
-	// goroutine.
-	go wc.c.Close(code, reason)
+	// Stop the runs at once (each frees its cache within a step), but keep
+	// the connection's context until the close frame is out: cancelling a
+	// coder/websocket Read drops the TCP connection, and the client would
+	// see EOF instead of the reason.
+	wc.mu.Lock()
+	for _, cancel := range wc.gens {
+		cancel()
+	}
+	wc.mu.Unlock()
+	// Close waits for the peer's close frame (5 s at most); never do that
+	// on an engine goroutine.
+	go func() {
+		// Let the writer flush what is queued (the last Done frames of a
+		// drained run), within a bound: a slow client's queue never drains.
+		for i := 0; i < 100 && len(wc.out) > 0; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		wc.c.Close(code, reason)
+		wc.cancel()
+		close(wc.closeDone)
+	}()
 }
 
 // send queues an encoded frame without ever blocking the caller.
@@ -153,6 +182,9 @@ func (wc *wsConn) sendError(id string, re *reqError) {
 func (wc *wsConn) readLoop() {
 	for {
 		typ, b, err := wc.c.Read(wc.ctx)
+		if wc.closed.Load() {
+			return // closing: start nothing more
+		}
 		if err != nil {
 			if st := websocket.CloseStatus(err); st == -1 && !errors.Is(err, context.Canceled) {
 				wc.log.Info("websocket read ended", "err", err)
@@ -160,10 +192,20 @@ func (wc *wsConn) readLoop() {
 			return
 		}
 		if typ != websocket.MessageBinary {
+			if !wc.allowControl() {
+				continue
+			}
 			wc.sendError("", badRequest("", "frames are binary msgpack (%s); got a text message", shared.Protocol))
 			continue
 		}
 		f, err := shared.DecodeClient(b)
+		if _, gen := f.(*shared.Generate); !gen && !wc.allowControl() {
+			// Generate frames are bounded by admission (busy) instead.
+			if err != nil {
+				wc.s.metrics.badFrames.Inc()
+			}
+			continue
+		}
 		if err != nil {
 			wc.s.metrics.badFrames.Inc()
 			var ute *shared.UnknownTypeError
@@ -190,6 +232,49 @@ func (wc *wsConn) readLoop() {
 			wc.start(f)
 		}
 	}
+}
+
+// CodeRateLimited is the error code of a control frame over the
+// connection's rate limit.
+const CodeRateLimited = "rate_limited"
+
+// allowControl takes a token from the connection's control bucket. Over the
+// limit, the first dropped frame is answered with an error frame and the
+// rest are dropped silently; too many drops close the connection.
+func (wc *wsConn) allowControl() bool {
+	if wc.control.allow(time.Now()) {
+		wc.limited = false
+		return true
+	}
+	wc.drops++
+	if wc.drops >= wc.s.cfg.MaxControlDrops {
+		wc.log.Warn("websocket client over the control-frame limit; closing", "drops", wc.drops)
+		wc.closeWith(websocket.StatusPolicyViolation, "too many control frames")
+		return false
+	}
+	if !wc.limited {
+		wc.limited = true
+		wc.sendError("", &reqError{Code: CodeRateLimited, Msg: fmt.Sprintf(
+			"too many ping, cancel or bad frames: at most %g per second (burst %d); frames over the limit are dropped",
+			wc.s.cfg.ControlRate, wc.s.cfg.ControlBurst)})
+	}
+	return false
+}
+
+// bucket is a token bucket: rate tokens a second up to burst.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func (b *bucket) allow(now time.Time) bool {
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // start validates and admits a generate frame, then runs it on its own
