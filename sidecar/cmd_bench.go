@@ -25,17 +25,22 @@ func init() {
 
 // benchJSON is one run's line of `bench --json`. Field names are fixed.
 type benchJSON struct {
-	Shape        string  `json:"shape"`
-	DType        string  `json:"dtype"`
-	Threads      int     `json:"threads"`
-	KV           string  `json:"kv"`
-	Context      int     `json:"context"`
-	PrefillTokS  float64 `json:"prefill_tok_s"`
-	DecodeTokS   float64 `json:"decode_tok_s"`
-	WeightBytes  int64   `json:"weight_bytes_per_token"`
-	DecodeGBs    float64 `json:"decode_gbs"`
-	BandwidthGBs float64 `json:"bandwidth_gbs"`
-	RooflinePct  float64 `json:"roofline_pct"`
+	Shape       string  `json:"shape"`
+	DType       string  `json:"dtype"`
+	Threads     int     `json:"threads"`
+	KV          string  `json:"kv"`
+	Context     int     `json:"context"`
+	PrefillTokS float64 `json:"prefill_tok_s"`
+	DecodeTokS  float64 `json:"decode_tok_s"`
+	// Tokens per second of process CPU time (user+system, all threads): on
+	// a machine shared with other jobs this ignores time spent waiting for
+	// a core, so before/after comparisons hold across minutes.
+	PrefillTokCPUs float64 `json:"prefill_tok_cpu_s,omitempty"`
+	DecodeTokCPUs  float64 `json:"decode_tok_cpu_s,omitempty"`
+	WeightBytes    int64   `json:"weight_bytes_per_token"`
+	DecodeGBs      float64 `json:"decode_gbs"`
+	BandwidthGBs   float64 `json:"bandwidth_gbs"`
+	RooflinePct    float64 `json:"roofline_pct"`
 	// The same, against bandwidth measured right after decoding (a shared
 	// machine's roofline moves by minutes).
 	BandwidthNowGBs float64 `json:"bandwidth_now_gbs"`
@@ -198,18 +203,20 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 		prompt[i] = 259 + rng.IntN(shape.Vocab-259)
 	}
 	ctx := context.Background()
+	var prefillCPU, decodeCPU time.Duration
 	run := func() (time.Duration, time.Duration, *engine.Session, error) {
 		s, err := e.NewSession(kv)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		logits, err := s.Prefill(ctx, prompt, false)
 		if err != nil {
 			return 0, 0, s, err
 		}
 		prefill := time.Since(t0)
-		t1 := time.Now()
+		t1, c1 := time.Now(), processCPU()
+		prefillCPU = c1 - c0
 		for i := 0; i < decodeN; i++ {
 			next := 0
 			for j, v := range logits {
@@ -221,6 +228,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 				return 0, 0, s, err
 			}
 		}
+		decodeCPU = processCPU() - c1
 		return prefill, time.Since(t1), s, nil
 	}
 	// One warm-up run pages the weights in and sizes every buffer.
@@ -244,10 +252,12 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	r := benchJSON{
 		BandwidthNowGBs: bwNow,
 		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, Context: promptN + decodeN,
-		PrefillTokS: float64(promptN) / prefill.Seconds(),
-		DecodeTokS:  float64(decodeN) / decode.Seconds(),
-		WeightBytes: wb,
-		PrunedRatio: s.Cache().PrunedRatio(), KVBytes: s.Cache().Bytes(), KVBytesFull: s.Cache().FullBytes(),
+		PrefillTokS:    float64(promptN) / prefill.Seconds(),
+		DecodeTokS:     float64(decodeN) / decode.Seconds(),
+		PrefillTokCPUs: perSecond(promptN, prefillCPU),
+		DecodeTokCPUs:  perSecond(decodeN, decodeCPU),
+		WeightBytes:    wb,
+		PrunedRatio:    s.Cache().PrunedRatio(), KVBytes: s.Cache().Bytes(), KVBytesFull: s.Cache().FullBytes(),
 		ProfileMs: float64(s.ProfileTime.Microseconds()) / 1000,
 	}
 	r.ProfilePct = 100 * s.ProfileTime.Seconds() / (prefill + decode).Seconds()
@@ -281,4 +291,11 @@ func residentBytes() int64 {
 		}
 	}
 	return 0
+}
+
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
