@@ -31,6 +31,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	maxRequests := fs.Int64("max-requests", 1_000_000, "stop after this many requests in all")
 	seed := fs.Uint64("seed", 0, "random seed (0: random)")
 	settle := fs.Duration("heap-settle", 150*time.Second, "after the run, wait up to this long for a GC before reading heap_after (0: read at once)")
+	warmup := fs.Duration("warmup", 10*time.Second, "run the same load this long before the \"before\" readings (0: none)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
@@ -39,7 +40,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fastgen loadtest: unexpected argument %q\n", fs.Arg(0))
 		return exitBadInput
 	}
-	if *sessions < 1 || *sessions > 10_000 || *duration <= 0 || *duration > 24*time.Hour {
+	if *sessions < 1 || *sessions > 10_000 || *duration <= 0 || *duration > 24*time.Hour || *warmup < 0 || *warmup > time.Hour {
 		fmt.Fprintln(stderr, "fastgen loadtest: --sessions must be in [1, 10000] and --duration in (0, 24h]")
 		return exitBadInput
 	}
@@ -55,7 +56,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := loadtest.Config{URL: *url, Sessions: *sessions, Duration: *duration, APIKey: *apiKey, Seed: *seed,
 		MaxTokens: *maxTokens, CancelRate: neg(*cancelRate), DisconnectRate: neg(*disconnectRate),
-		MaxRequests: *maxRequests, HeapSettle: *settle,
+		MaxRequests: *maxRequests, HeapSettle: *settle, Warmup: *warmup,
 		Logf: func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }}
 	for _, k := range strings.Split(*mix, ",") {
 		if k = strings.TrimSpace(k); k != "" {

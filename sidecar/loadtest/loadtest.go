@@ -63,6 +63,10 @@ type Config struct {
 	// a garbage collection before reading heap_after (default 0: read at
 	// once). The Go runtime forces one at least every 2 minutes.
 	HeapSettle time.Duration
+	// Warmup runs the same load for this long before the "before"
+	// readings, so pools, connections and metric series exist on both
+	// sides of the comparison (default 0: none).
+	Warmup time.Duration
 	// Logf, when set, receives progress lines and error samples.
 	Logf func(format string, args ...any)
 }
@@ -83,6 +87,7 @@ type ServerStats struct {
 	KVPoolInUseAfter     int64 `json:"kv_pool_in_use_bytes_after"`
 	SessionsActiveAfter  int64 `json:"sessions_active_after"`
 	IdleAfterMS          int64 `json:"idle_after_ms"`
+	HeapBeforeGC         bool  `json:"heap_before_gc"`
 	HeapAfterGC          bool  `json:"heap_after_gc"`
 	WSConnectionsAfter   int64 `json:"websocket_connections_after"`
 	KVPoolBytesBefore    int64 `json:"kv_pool_bytes_before"`
@@ -204,13 +209,31 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Sessions, IdleConnTimeout: 5 * time.Second}}
 	defer hc.CloseIdleConnections()
-	r := &runner{cfg: cfg, base: base, hc: hc, byKind: map[string]int64{}}
+	// Scrapes use their own connection each time, so the server's
+	// goroutine count never includes an idle keep-alive of ours.
+	mc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	r := &runner{cfg: cfg, base: base, hc: hc, mc: mc, byKind: map[string]int64{}}
 
 	before, err := r.scrape(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: reading %s/metrics before the run: %w", strings.TrimSuffix(cfg.URL, "/"), err)
 	}
+	if cfg.Warmup > 0 {
+		w := &runner{cfg: cfg, base: base, hc: hc, mc: mc, byKind: map[string]int64{}}
+		w.drive(ctx, time.Now().Add(cfg.Warmup))
+		cfg.Logf("loadtest: warm-up: %d requests, %d errors", w.requests, w.errors)
+		if before, err = r.waitIdle(ctx, before); err != nil {
+			return nil, err
+		}
+	}
+	heapBeforeGC := false
+	if cfg.HeapSettle > 0 {
+		if m, ok := r.afterGC(ctx, before); ok {
+			before, heapBeforeGC = m, true
+		}
+	}
 	res := &Result{Sessions: cfg.Sessions}
+	res.Server.HeapBeforeGC = heapBeforeGC
 	res.Server.GoroutinesBefore = int64(before["go_goroutines"])
 	res.Server.HeapBefore = int64(before["go_memstats_heap_alloc_bytes"])
 	res.Server.KVPoolBytesBefore = int64(before["fastgen_kv_pool_bytes"])
@@ -218,33 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Server.SessionsActiveBefore = int64(before["fastgen_sessions_active"])
 
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
-	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(cfg.RequestTimeout))
-	defer cancel()
-	var wg sync.WaitGroup
-	for i := range cfg.Sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.session(runCtx, i, deadline)
-		}()
-	}
-	progress := time.NewTicker(10 * time.Second)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-progress.C:
-			r.mu.Lock()
-			cfg.Logf("loadtest: %s: %d requests, %d completed, %d refused, %d cancelled, %d errors",
-				time.Since(start).Round(time.Second), r.requests, r.completed, r.refused, r.cancelled, r.errors)
-			r.mu.Unlock()
-		}
-	}
-	progress.Stop()
+	r.drive(ctx, start.Add(cfg.Duration))
 	elapsed := time.Since(start)
 	hc.CloseIdleConnections()
 
@@ -262,21 +259,9 @@ wait:
 	// Back to idle: no sessions, no KV blocks in use, no more goroutines
 	// than before.
 	idleStart := time.Now()
-	var after map[string]float64
-	for i := 0; ; i++ {
-		after, err = r.scrape(ctx)
-		if err == nil && after["fastgen_sessions_active"] == 0 && after["fastgen_kv_pool_in_use_bytes"] == 0 &&
-			after["go_goroutines"] <= before["go_goroutines"] {
-			break
-		}
-		if time.Since(idleStart) > cfg.IdleTimeout || ctx.Err() != nil {
-			if err != nil {
-				return res, fmt.Errorf("loadtest: reading /metrics after the run: %w", err)
-			}
-			cfg.Logf("loadtest: the server was not idle %s after the run", cfg.IdleTimeout)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	after, err := r.waitIdle(ctx, before)
+	if err != nil {
+		return res, err
 	}
 	res.Server.IdleAfterMS = time.Since(idleStart).Milliseconds()
 	res.Server.GoroutinesAfter = int64(after["go_goroutines"])
@@ -286,31 +271,89 @@ wait:
 	res.Server.WSConnectionsAfter = int64(after["fastgen_websocket_connections"])
 	res.Server.HeapAfter = int64(after["go_memstats_heap_alloc_bytes"])
 	if cfg.HeapSettle > 0 {
-		// heap_alloc counts garbage until the next collection; wait for one
-		// that starts after the run so heap_after is what stays live.
-		gcs := after["go_gc_duration_seconds_count"]
-		settle := time.Now()
-		for time.Since(settle) < cfg.HeapSettle && ctx.Err() == nil {
-			time.Sleep(time.Second)
-			m, err := r.scrape(ctx)
-			if err != nil {
-				continue
-			}
-			if m["go_gc_duration_seconds_count"] > gcs {
-				res.Server.HeapAfter = int64(m["go_memstats_heap_alloc_bytes"])
-				res.Server.HeapAfterGC = true
-				break
-			}
+		if m, ok := r.afterGC(ctx, after); ok {
+			res.Server.HeapAfter = int64(m["go_memstats_heap_alloc_bytes"])
+			res.Server.HeapAfterGC = true
 		}
 	}
 	return res, nil
+}
+
+// drive runs the sessions until deadline (each request then finishes,
+// bounded by RequestTimeout), logging progress every 10 s.
+func (r *runner) drive(ctx context.Context, deadline time.Time) {
+	start := time.Now()
+	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(r.cfg.RequestTimeout))
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range r.cfg.Sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.session(runCtx, i, deadline)
+		}()
+	}
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			r.hc.CloseIdleConnections()
+			return
+		case <-progress.C:
+			r.mu.Lock()
+			r.cfg.Logf("loadtest: %s: %d requests, %d completed, %d refused, %d cancelled, %d errors",
+				time.Since(start).Round(time.Second), r.requests, r.completed, r.refused, r.cancelled, r.errors)
+			r.mu.Unlock()
+		}
+	}
+}
+
+// waitIdle polls /metrics until no session is active, no KV block is in
+// use and the goroutines are back to base's count, or IdleTimeout passes.
+func (r *runner) waitIdle(ctx context.Context, base map[string]float64) (map[string]float64, error) {
+	start := time.Now()
+	for {
+		m, err := r.scrape(ctx)
+		if err == nil && m["fastgen_sessions_active"] == 0 && m["fastgen_kv_pool_in_use_bytes"] == 0 &&
+			m["go_goroutines"] <= base["go_goroutines"] {
+			return m, nil
+		}
+		if time.Since(start) > r.cfg.IdleTimeout || ctx.Err() != nil {
+			if err != nil {
+				return nil, fmt.Errorf("loadtest: reading /metrics: %w", err)
+			}
+			r.cfg.Logf("loadtest: the server was not idle %s after the run", r.cfg.IdleTimeout)
+			return m, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// afterGC waits up to HeapSettle for the server to complete a garbage
+// collection after prev was read (heap_alloc counts garbage until then) and
+// returns the first reading after it.
+func (r *runner) afterGC(ctx context.Context, prev map[string]float64) (map[string]float64, bool) {
+	gcs := prev["go_gc_duration_seconds_count"]
+	start := time.Now()
+	for time.Since(start) < r.cfg.HeapSettle && ctx.Err() == nil {
+		time.Sleep(250 * time.Millisecond)
+		m, err := r.scrape(ctx)
+		if err == nil && m["go_gc_duration_seconds_count"] > gcs {
+			return m, true
+		}
+	}
+	return nil, false
 }
 
 // runner holds a run's shared state.
 type runner struct {
 	cfg  Config
 	base *url.URL
-	hc   *http.Client
+	hc   *http.Client // requests
+	mc   *http.Client // /metrics
 	seq  atomic.Int64 // requests started
 
 	mu                                              sync.Mutex

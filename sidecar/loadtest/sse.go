@@ -140,7 +140,7 @@ func (r *runner) scrape(ctx context.Context) (map[string]float64, error) {
 	if r.cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+r.cfg.APIKey)
 	}
-	resp, err := r.hc.Do(req)
+	resp, err := r.mc.Do(req)
 	if err != nil {
 		return nil, err
 	}
