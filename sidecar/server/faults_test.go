@@ -110,8 +110,10 @@ func TestWSFaultsDuringRun(t *testing.T) {
 // about its usual speed.
 func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 	// Small socket buffers, so a client that stops reading fills the send
-	// queue in a few thousand frames instead of megabytes later.
-	s := New(Config{Parallel: 6, Queue: -1, SendQueue: 256, DisableWeb: true, Logger: quietLogger()})
+	// queue in a few thousand frames instead of megabytes later. The queue
+	// holds the reading client's whole run (400 frames): a reader slower
+	// than the model may fall that far behind and still keep up.
+	s := New(Config{Parallel: 6, Queue: -1, SendQueue: 1024, DisableWeb: true, Logger: quietLogger()})
 	s.SetEngine(testEngine(t), "stories260K")
 	ts := httptest.NewUnstartedServer(s)
 	ts.Listener = smallBufListener{ts.Listener}
