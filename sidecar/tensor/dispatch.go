@@ -27,6 +27,8 @@ type kernelSet struct {
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
 	// of 8, writing c[i*3+j] = Σ w[i]·x[j].
 	gemm4x3 func(w []float32, ws int, x []float32, xs int, k int, c *[12]float32)
+	// gemmAcc is gemm4x3 accumulated into out: out[j*os+i] += Σ w[i]·x[j].
+	gemmAcc func(w []float32, ws int, x []float32, xs int, k int, out []float32, os int)
 
 	// Attention over a block of cached rows (attn.go).
 	dotRows     func(out, k []float32, d int, q []float32, scale float32)
@@ -55,6 +57,7 @@ var genericKernels = kernelSet{
 	vdQ4K:     vdQ4KGo,
 	vdQ6K:     vdQ6KGo,
 	gemm4x3:   gemm4x3Go,
+	gemmAcc:   gemm4x3accGo,
 
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
@@ -90,6 +93,15 @@ func gemm4x3Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float32) 
 		wr := w[i*ws : i*ws+k]
 		for j := range 3 {
 			c[i*3+j] = dotGo(wr, x[j*xs:j*xs+k])
+		}
+	}
+}
+
+func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {
+	for i := range 4 {
+		wr := w[i*ws : i*ws+k]
+		for j := range 3 {
+			out[j*os+i] += dotGo(wr, x[j*xs:j*xs+k])
 		}
 	}
 }

@@ -51,6 +51,9 @@ func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
 //go:noescape
 func gemm4x3AVX2(w *float32, ws int, x *float32, xs int, k int, c *[12]float32)
 
+//go:noescape
+func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		bestKernels = avx2Kernels
@@ -75,6 +78,7 @@ var avx2Kernels = kernelSet{
 	vdQ4K:     vdQ4KAVX2Go,
 	vdQ6K:     vdQ6KAVX2Go,
 	gemm4x3:   gemm4x3AVX2Go,
+	gemmAcc:   gemm4x3accAVX2Go,
 
 	dotRows:     dotRowsAVX2Go,
 	dotRowsF16:  dotRowsF16AVX2Go,
@@ -256,4 +260,13 @@ func gemm4x3AVX2Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float
 	}
 	_, _ = w[3*ws+k-1], x[2*xs+k-1]
 	gemm4x3AVX2(&w[0], ws, &x[0], xs, k, c)
+}
+
+func gemm4x3accAVX2Go(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {
+	if k <= 0 || k%8 != 0 {
+		gemm4x3accGo(w, ws, x, xs, k, out, os)
+		return
+	}
+	_, _, _ = w[3*ws+k-1], x[2*xs+k-1], out[2*os+3]
+	gemm4x3accAVX2(&w[0], ws, &x[0], xs, k, &out[0], os)
 }

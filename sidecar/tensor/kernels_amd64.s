@@ -885,3 +885,88 @@ gemmloop:
 	VMOVSS       X12, 44(DI)
 	VZEROUPPER
 	RET
+
+// Horizontal sum of accumulator Y into out element OFF(BASE), added.
+#define GACC(Y, X, OFF, BASE) \
+	VEXTRACTF128 $1, Y, X12 \
+	VADDPS       X12, X, X12 \
+	VHADDPS      X12, X12, X12 \
+	VHADDPS      X12, X12, X12 \
+	VADDSS       OFF(BASE), X12, X12 \
+	VMOVSS       X12, OFF(BASE)
+
+// func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
+// gemm4x3AVX2's block, added straight into out: element (i, j) of the
+// block goes to out[j*os+i], which saves MatMul a Go epilogue per block.
+TEXT ·gemm4x3accAVX2(SB), NOSPLIT, $0-56
+	MOVQ   w+0(FP), SI
+	MOVQ   ws+8(FP), R9
+	SHLQ   $2, R9
+	LEAQ   (SI)(R9*1), R10
+	LEAQ   (R10)(R9*1), R11
+	LEAQ   (R11)(R9*1), R12
+	MOVQ   x+16(FP), DI
+	MOVQ   xs+24(FP), R13
+	SHLQ   $2, R13
+	LEAQ   (DI)(R13*1), R14
+	LEAQ   (R14)(R13*1), R15
+	MOVQ   k+32(FP), DX
+	SHLQ   $2, DX
+	XORQ   BX, BX
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+gaccloop:
+	VMOVUPS (DI)(BX*1), Y12
+	VMOVUPS (R14)(BX*1), Y13
+	VMOVUPS (R15)(BX*1), Y14
+	VMOVUPS     (SI)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (R10)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (R11)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (R12)(BX*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ $32, BX
+	CMPQ BX, DX
+	JL   gaccloop
+
+	MOVQ out+40(FP), DI
+	MOVQ os+48(FP), R9
+	SHLQ $2, R9
+	LEAQ (DI)(R9*1), R10
+	LEAQ (R10)(R9*1), R11
+	GACC(Y0, X0, 0, DI)
+	GACC(Y1, X1, 0, R10)
+	GACC(Y2, X2, 0, R11)
+	GACC(Y3, X3, 4, DI)
+	GACC(Y4, X4, 4, R10)
+	GACC(Y5, X5, 4, R11)
+	GACC(Y6, X6, 8, DI)
+	GACC(Y7, X7, 8, R10)
+	GACC(Y8, X8, 8, R11)
+	GACC(Y9, X9, 12, DI)
+	GACC(Y10, X10, 12, R10)
+	GACC(Y11, X11, 12, R11)
+	VZEROUPPER
+	RET

@@ -199,6 +199,10 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 				nr := min(3, n-j0)
 				for i0 := 0; i0 < mr; i0 += 4 {
 					ir := min(4, mr-i0)
+					if ir == 4 && nr == 3 && k8 == kl {
+						k.gemmAcc(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, kl, t.out[j0*rows+r0+i0:], rows)
+						continue
+					}
 					if ir == 4 && nr == 3 && k8 > 0 {
 						k.gemm4x3(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, k8, c)
 						for i := range 4 {
