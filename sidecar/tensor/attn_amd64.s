@@ -15,6 +15,14 @@
 #define VF16_1 VCVTPH2PS 16(R9), Y6
 #define VF16_2 VCVTPH2PS 32(R9), Y7
 #define VF16_3 VCVTPH2PS 48(R9), Y8
+#define VF32_4 VMOVUPS 128(R9), Y5
+#define VF32_5 VMOVUPS 160(R9), Y6
+#define VF32_6 VMOVUPS 192(R9), Y7
+#define VF32_7 VMOVUPS 224(R9), Y8
+#define VF16_4 VCVTPH2PS 64(R9), Y5
+#define VF16_5 VCVTPH2PS 80(R9), Y6
+#define VF16_6 VCVTPH2PS 96(R9), Y7
+#define VF16_7 VCVTPH2PS 112(R9), Y8
 
 // Eight rows at a time (row addresses BX + m·R12, R13 = 3·R12, R14 = 5·R12,
 // R15 = 7·R12), one query vector load per eight FMAs.
@@ -143,15 +151,65 @@ done: \
 	VZEROUPPER \
 	RET
 
-// out[:d] += Σ_j p[j]·row j, 32 columns at a time held in registers across
-// all n rows, then 8 at a time.
-#define AXPYROWS(L0, L1, L2, L3, ROWSHIFT, COLSHIFT) \
+// out[:d] += Σ_j p[j]·row j, 64 columns at a time held in registers across
+// all n rows (eight independent accumulator chains keep both FMA pipes
+// busy at head dim 64/128), then 32, then 8 at a time.
+#define AXPYROWS(L0, L1, L2, L3, L4, L5, L6, L7, ROWSHIFT, COLSHIFT) \
 	MOVQ out+0(FP), DI \
 	MOVQ v+8(FP), SI \
 	MOVQ n+16(FP), CX \
 	MOVQ d+24(FP), DX \
 	MOVQ p+32(FP), R8 \
 	XORQ AX, AX \
+	\
+col64: \
+	MOVQ    DX, BX \
+	SUBQ    AX, BX \
+	CMPQ    BX, $64 \
+	JLT     col32 \
+	VMOVUPS (DI)(AX*4), Y0 \
+	VMOVUPS 32(DI)(AX*4), Y1 \
+	VMOVUPS 64(DI)(AX*4), Y2 \
+	VMOVUPS 96(DI)(AX*4), Y3 \
+	VMOVUPS 128(DI)(AX*4), Y9 \
+	VMOVUPS 160(DI)(AX*4), Y10 \
+	VMOVUPS 192(DI)(AX*4), Y11 \
+	VMOVUPS 224(DI)(AX*4), Y12 \
+	LEAQ    (SI)(AX*COLSHIFT), R9 \
+	XORQ    R10, R10 \
+	\
+j64: \
+	VBROADCASTSS (R8)(R10*4), Y4 \
+	L0 \
+	L1 \
+	L2 \
+	L3 \
+	VFMADD231PS  Y5, Y4, Y0 \
+	VFMADD231PS  Y6, Y4, Y1 \
+	VFMADD231PS  Y7, Y4, Y2 \
+	VFMADD231PS  Y8, Y4, Y3 \
+	L4 \
+	L5 \
+	L6 \
+	L7 \
+	VFMADD231PS  Y5, Y4, Y9 \
+	VFMADD231PS  Y6, Y4, Y10 \
+	VFMADD231PS  Y7, Y4, Y11 \
+	VFMADD231PS  Y8, Y4, Y12 \
+	LEAQ         (R9)(DX*ROWSHIFT), R9 \
+	INCQ         R10 \
+	CMPQ         R10, CX \
+	JLT          j64 \
+	VMOVUPS      Y0, (DI)(AX*4) \
+	VMOVUPS      Y1, 32(DI)(AX*4) \
+	VMOVUPS      Y2, 64(DI)(AX*4) \
+	VMOVUPS      Y3, 96(DI)(AX*4) \
+	VMOVUPS      Y9, 128(DI)(AX*4) \
+	VMOVUPS      Y10, 160(DI)(AX*4) \
+	VMOVUPS      Y11, 192(DI)(AX*4) \
+	VMOVUPS      Y12, 224(DI)(AX*4) \
+	ADDQ         $64, AX \
+	JMP          col64 \
 	\
 col32: \
 	MOVQ    DX, BX \
@@ -219,11 +277,11 @@ TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-52
 
 // func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
 TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
-	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, 4, 4)
+	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, VF32_4, VF32_5, VF32_6, VF32_7, 4, 4)
 
 // func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
 TEXT ·axpyRowsF16AVX2(SB), NOSPLIT, $0-40
-	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, 2, 2)
+	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, VF16_4, VF16_5, VF16_6, VF16_7, 2, 2)
 
 DATA expC<>+0(SB)/4, $-87.33654     // clamp: e^x below is ~1e-38, 2^n stays normal
 DATA expC<>+4(SB)/4, $1.44269504088896341

@@ -11,7 +11,7 @@ import (
 func TestAttnRows(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
-		for _, d := range []int{1, 3, 8, 12, 16, 24, 40, 64, 72, 128, 136} {
+		for _, d := range []int{1, 3, 8, 12, 16, 24, 40, 64, 72, 96, 128, 136, 200} {
 			for _, n := range []int{1, 2, 7, 16, 33} {
 				k, q, p := randVec(r, n*d), randVec(r, d), randVec(r, n)
 				kh := make([]uint16, n*d)
