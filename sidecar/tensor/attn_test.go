@@ -120,3 +120,25 @@ func TestSoftmaxSizes(t *testing.T) {
 		}
 	})
 }
+
+// TestDequantTileQ8_0 checks MatMul's Q8_0 tile conversion against the
+// portable Dequantize on every path.
+func TestDequantTileQ8_0(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, blocks := range []int{1, 2, 7, 16} {
+			src, err := Quantize(Q8_0, randVec(r, blocks*qk8_0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got := make([]float32, blocks*qk8_0), make([]float32, blocks*qk8_0)
+			Dequantize(Q8_0, src, want)
+			dequantTile(kern, Q8_0, src, got)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%d blocks: value %d = %g, want %g", blocks, i, got[i], want[i])
+				}
+			}
+		}
+	})
+}

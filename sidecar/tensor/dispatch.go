@@ -29,6 +29,8 @@ type kernelSet struct {
 	gemm4x3 func(w []float32, ws int, x []float32, xs int, k int, c *[12]float32)
 	// gemmAcc is gemm4x3 accumulated into out: out[j*os+i] += Σ w[i]·x[j].
 	gemmAcc func(w []float32, ws int, x []float32, xs int, k int, out []float32, os int)
+	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
+	deqQ8_0 func(dst []float32, src []byte)
 
 	// Attention over a block of cached rows (attn.go).
 	dotRows     func(out, k []float32, d int, q []float32, scale float32)
@@ -58,6 +60,7 @@ var genericKernels = kernelSet{
 	vdQ6K:     vdQ6KGo,
 	gemm4x3:   gemm4x3Go,
 	gemmAcc:   gemm4x3accGo,
+	deqQ8_0:   dequantQ8_0Go,
 
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
@@ -103,5 +106,11 @@ func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32
 		for j := range 3 {
 			out[j*os+i] += dotGo(wr, x[j*xs:j*xs+k])
 		}
+	}
+}
+
+func dequantQ8_0Go(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qk8_0; i++ {
+		dequantBlockQ8_0(dst[i*qk8_0:(i+1)*qk8_0], src[i*q8_0Bytes:])
 	}
 }

@@ -54,6 +54,9 @@ func gemm4x3AVX2(w *float32, ws int, x *float32, xs int, k int, c *[12]float32)
 //go:noescape
 func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
 
+//go:noescape
+func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		bestKernels = avx2Kernels
@@ -79,6 +82,7 @@ var avx2Kernels = kernelSet{
 	vdQ6K:     vdQ6KAVX2Go,
 	gemm4x3:   gemm4x3AVX2Go,
 	gemmAcc:   gemm4x3accAVX2Go,
+	deqQ8_0:   dequantQ8_0AVX2Go,
 
 	dotRows:     dotRowsAVX2Go,
 	dotRowsF16:  dotRowsF16AVX2Go,
@@ -269,4 +273,13 @@ func gemm4x3accAVX2Go(w []float32, ws int, x []float32, xs int, k int, out []flo
 	}
 	_, _, _ = w[3*ws+k-1], x[2*xs+k-1], out[2*os+3]
 	gemm4x3accAVX2(&w[0], ws, &x[0], xs, k, &out[0], os)
+}
+
+func dequantQ8_0AVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / qk8_0
+	if nb == 0 {
+		return
+	}
+	_, _ = dst[nb*qk8_0-1], src[nb*q8_0Bytes-1]
+	dequantQ8_0AVX2(&dst[0], &src[0], nb)
 }

@@ -970,3 +970,43 @@ gaccloop:
 	GACC(Y11, X11, 12, R11)
 	VZEROUPPER
 	RET
+
+// func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
+// nb Q8_0 blocks (f16 scale, 32 int8) to float32: sign-extend, convert,
+// scale, eight values per instruction group.
+TEXT ·dequantQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+
+dq8loop:
+	TESTQ        CX, CX
+	JZ           dq8done
+	MOVWLZX      (SI), AX
+	VMOVD        AX, X0
+	VCVTPH2PS    X0, X0
+	VBROADCASTSS X0, Y0
+	VPMOVSXBD    2(SI), Y1
+	VPMOVSXBD    10(SI), Y2
+	VPMOVSXBD    18(SI), Y3
+	VPMOVSXBD    26(SI), Y4
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y1, Y1
+	VMULPS       Y0, Y2, Y2
+	VMULPS       Y0, Y3, Y3
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y1, (DI)
+	VMOVUPS      Y2, 32(DI)
+	VMOVUPS      Y3, 64(DI)
+	VMOVUPS      Y4, 96(DI)
+	ADDQ         $34, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JMP          dq8loop
+
+dq8done:
+	VZEROUPPER
+	RET

@@ -242,6 +242,9 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 		case t == F32 && addr%4 == 0 && isLittleEndian:
 			copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
 			return
+		case t == Q8_0 && len(dst)%qk8_0 == 0 && len(src) >= len(dst)/qk8_0*q8_0Bytes:
+			k.deqQ8_0(dst, src)
+			return
 		}
 	}
 	Dequantize(t, src, dst)
