@@ -393,6 +393,9 @@ func TestShutdownDrains(t *testing.T) {
 			break
 		}
 	}
+	// All admitted (running or queued) before the drain begins; a generate
+	// that reaches admission after it is refused ("shutting down").
+	waitFor(t, "every run admitted", 5*time.Second, func() bool { return s.sessions.Load() == runs })
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
