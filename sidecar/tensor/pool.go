@@ -3,6 +3,7 @@ package tensor
 import (
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // Task is a unit of parallel work: Run handles the index range [lo, hi) on
@@ -93,8 +94,32 @@ func (p *Pool) Close() {
 	}
 }
 
+// workerSpin is how long a worker polls for the next operation before
+// parking. Decode issues an operation every few tens of microseconds; a
+// parked worker takes about as long to be woken (futex, scheduler), so
+// without polling the caller does most of each small operation alone.
+// Bounded, so an idle pool costs nothing and Close is noticed.
+const workerSpin = 200 * time.Microsecond
+
 func (p *Pool) worker(id int, wake chan struct{}) {
-	for range wake {
+	last := p.claim.Load()
+	for {
+		deadline := time.Now().Add(workerSpin)
+		for i := 0; ; i++ {
+			if v := p.claim.Load(); v != last {
+				last = v
+				p.drain(id, false)
+				deadline = time.Now().Add(workerSpin)
+				continue
+			}
+			if i%64 == 63 && time.Now().After(deadline) {
+				break
+			}
+		}
+		if _, ok := <-wake; !ok {
+			return
+		}
+		last = p.claim.Load()
 		p.drain(id, false)
 	}
 }
