@@ -100,9 +100,11 @@ func (t *matVecTask) Run(_, lo, hi int) {
 	k := kern
 	w := t.w
 	rb := w.Type.RowBytes(w.Cols)
-	if t.n == 1 && w.Cols <= 512 && len(w.Data) > 0 && isLittleEndian {
-		// Short float rows: one call for the whole range instead of one per
-		// row (tiny models, whose rows are a few vectors long).
+	if t.n == 1 && len(w.Data) > 0 && isLittleEndian {
+		// Float rows: one DotRows call for the whole range instead of one
+		// per row. Tiny models save the per-row calls; long rows gain eight
+		// weight streams in flight per core (DotRows' 8-row groups), which
+		// keeps more DRAM requests outstanding than one row at a time.
 		base := unsafe.Pointer(&w.Data[r0(lo, rb)])
 		switch w.Type {
 		case F32:
