@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
 // Mass is the mean attention mass a head puts on each token category (the
@@ -95,12 +96,13 @@ type headState struct {
 	first       []int8 // per entry: the rank of its class components
 	pos         []int32
 	flags       []kvcache.Flags
+	static      []int32   // entries that are special or punct, ascending
 	lse         []float64 // per prompt row and query head: softmax log-normaliser
 }
 
 // headAcc is one worker's pass-1 sums for one head.
 type headAcc struct {
-	colsum []float64
+	colsum []float32 // as the cache's scores: float32
 	mass   Mass
 	sums   []float64 // per bucket row × candidate: mass first kept there
 }
@@ -182,6 +184,12 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 			}
 			h.first[j], h.pos[j], h.flags[j] = r, cache.Pos(layer, kh, j), f
 		}
+		h.static = h.static[:0]
+		for j, f := range h.flags[:h.total] {
+			if f&(kvcache.FlagSpecial|kvcache.FlagPunct) != 0 {
+				h.static = append(h.static, int32(j))
+			}
+		}
 	}
 	for len(p.acc) < workers {
 		p.acc = append(p.acc, make([]headAcc, p.nKV))
@@ -195,7 +203,7 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 		p.wrow[w] = grow(p.wrow[w], most)
 		for kh := range p.acc[w] {
 			a := &p.acc[w][kh]
-			a.colsum = growF64(a.colsum, p.hs[kh].total)
+			a.colsum = grow(a.colsum, p.hs[kh].total)
 			clear(a.colsum)
 			a.sums = growF64(a.sums, nc*p.bucketRows())
 			clear(a.sums)
@@ -212,54 +220,128 @@ func (p *Profiler) Row(worker, layer, kvHead, token int, q, probs []float32, gro
 
 func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, kh, i int, q, probs []float32, limit int) {
 	groups := p.groups()
-	nc := len(p.candidates)
 	row := meanRow(scratch, probs, groups, limit)
+	tensor.Axpy(1, row, a.colsum[:limit])
 	cur := p.basePos + int32(i)
-	for j, v := range row {
-		a.colsum[j] += float64(v)
-		switch f := h.flags[j]; {
-		case f&kvcache.FlagSpecial != 0:
-			a.mass.Special += float64(v)
-		case f&kvcache.FlagPunct != 0:
-			a.mass.Punct += float64(v)
-		case cur-h.pos[j] < p.window:
-			a.mass.Local += float64(v)
-		default:
-			a.mass.Other += float64(v)
+	// This turn's entries sit in position order after the earlier turns'
+	// (h.base of them, all older than this turn), so the window is a
+	// contiguous range of this turn's entries, plus, for the first rows
+	// only, earlier entries close enough to this turn's start.
+	lo := max(h.base, h.base+i+1-int(p.window))
+	var m Mass
+	m.Local = rangeSum(row[lo:limit])
+	var early float64 // earlier turns' non-class entries inside the window
+	if i < int(p.window) {
+		for j := 0; j < h.base; j++ {
+			if cur-h.pos[j] < p.window && h.flags[j]&(kvcache.FlagSpecial|kvcache.FlagPunct) == 0 {
+				early += float64(row[j])
+			}
 		}
 	}
+	for _, j := range h.static {
+		if int(j) >= limit {
+			break
+		}
+		v := float64(row[j])
+		if h.flags[j]&kvcache.FlagSpecial != 0 {
+			m.Special += v
+		} else {
+			m.Punct += v
+		}
+		if int(j) >= lo {
+			m.Local -= v // counted as its class, not as local
+		}
+	}
+	m.Local += early
+	m.Other = max(0, 1-m.Special-m.Punct-m.Local)
+	a.mass.Special += m.Special
+	a.mass.Punct += m.Punct
+	a.mass.Local += m.Local
+	a.mass.Other += m.Other
 	if p.fixed != nil || i < p.start {
 		return
 	}
-	rows := p.bucketRows()
-	for g := 0; g < rows; g++ {
-		r := row
-		if rows > 1 {
+	// Each entry's mass goes to the first candidate that keeps it: class
+	// entries by their rank (or local's, if earlier and in the window), the
+	// window's other entries to local; the rest only full keeps (until
+	// pass 2 finds frequent keeping some of them).
+	nc := len(p.candidates)
+	for g := 0; g < p.bucketRows(); g++ {
+		r, local := row, m.Local-early
+		if p.bucketRows() > 1 {
 			r = probs[g*limit : (g+1)*limit]
+			local = rangeSum(r[lo:limit])
+			for _, j := range h.static {
+				if int(j) >= limit {
+					break
+				}
+				if int(j) >= lo {
+					local -= float64(r[j])
+				}
+			}
+			early = 0
+			if i < int(p.window) {
+				for j := 0; j < h.base; j++ {
+					if cur-h.pos[j] < p.window && h.flags[j]&(kvcache.FlagSpecial|kvcache.FlagPunct) == 0 {
+						early += float64(r[j])
+					}
+				}
+			}
 		}
 		bucket := a.sums[g*nc : (g+1)*nc]
-		for j, v := range r {
+		bucket[p.rankLocal] += local + early
+		kept := local + early
+		for _, j := range h.static {
+			if int(j) >= limit {
+				break
+			}
 			k := h.first[j]
 			if cur-h.pos[j] < p.window {
 				k = min(k, int8(p.rankLocal))
 			}
-			bucket[k] += float64(v)
+			bucket[k] += float64(r[j])
+			kept += float64(r[j])
 		}
+		bucket[nc-1] += max(0, 1-kept)
 	}
-	// The row's log-normaliser per query head, from its most attended entry
-	// (probability ≥ 1/limit, so its log never underflows).
+	// The row's log-normaliser per query head, from the row's own token when
+	// its probability is comfortably representable, else from the most
+	// attended entry (probability ≥ 1/limit).
 	for g := 0; g < groups; g++ {
 		pg := probs[g*limit : (g+1)*limit]
-		best := 0
-		for j, v := range pg {
-			if v > pg[best] {
-				best = j
+		best := limit - 1
+		if pg[best] < 1e-20 {
+			for j, v := range pg {
+				if v > pg[best] {
+					best = j
+				}
 			}
 		}
 		logit := float64(p.cache.KeyDot(p.layer, kh, best, q[g*p.headDim:(g+1)*p.headDim])) * p.scale
 		h.lse[i*groups+g] = logit - math.Log(float64(pg[best]))
 	}
 }
+
+// rangeSum sums a contiguous run of probabilities with the vector kernel.
+func rangeSum(x []float32) float64 {
+	if len(x) > len(ones) {
+		var s float64
+		for _, v := range x {
+			s += float64(v)
+		}
+		return s
+	}
+	return float64(tensor.Dot(x, ones[:len(x)]))
+}
+
+// ones lets rangeSum use the dot kernel as a vector sum.
+var ones = func() []float32 {
+	o := make([]float32, 1<<16)
+	for i := range o {
+		o[i] = 1
+	}
+	return o
+}()
 
 // Layer finishes one layer, heads in parallel: pass 1's sums merged over
 // workers (or recomputed here when no rows were seen), pass 2, the choice,
@@ -293,9 +375,7 @@ func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cac
 				}
 				for _, o := range p.acc[1:] {
 					b := &o[kh]
-					for j, v := range b.colsum[:h.total] {
-						a.colsum[j] += v
-					}
+					tensor.Axpy(1, b.colsum[:h.total], a.colsum[:h.total])
 					for j, v := range b.sums {
 						a.sums[j] += v
 					}
@@ -342,10 +422,7 @@ func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc
 	}
 	// The head's scores start as the prompt's column sums (the paper's rule).
 	w.row = grow(w.row, h.total)
-	for j, v := range a.colsum[:h.total] {
-		w.row[j] = float32(v)
-	}
-	cache.AddScores(layer, kh, w.row[:h.total])
+	cache.AddScores(layer, kh, a.colsum[:h.total])
 	cache.SetPolicy(layer, kh, hp.Policy)
 	return hp
 }
@@ -410,15 +487,10 @@ func meanRow(dst, probs []float32, groups, limit int) []float32 {
 	row := dst[:limit]
 	copy(row, probs[:limit])
 	for g := 1; g < groups; g++ {
-		for j, a := range probs[g*limit : (g+1)*limit] {
-			row[j] += a
-		}
+		tensor.Axpy(1, probs[g*limit:(g+1)*limit], row)
 	}
 	if groups > 1 {
-		inv := 1 / float32(groups)
-		for j := range row {
-			row[j] *= inv
-		}
+		tensor.Scale(1/float32(groups), row)
 	}
 	return row
 }
