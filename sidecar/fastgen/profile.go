@@ -111,6 +111,10 @@ type headAcc struct {
 type headWorker struct {
 	probs, row []float32
 	order      []int32
+	moved      [][]int32 // per bucket left: this row's entries frequent moves
+	rank       []int32
+	avail      []int32
+	logits     []float32
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -440,43 +444,70 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		w.order = append(w.order, int32(j))
 	}
 	sort.SliceStable(w.order, func(x, y int) bool { return colsum[w.order[x]] > colsum[w.order[y]] })
+	// rank[j] is entry j's place in the final ranking; avail holds, in rank
+	// order, the entries row i can see (index < limit). Rows grow by one
+	// entry each, inserted at its rank, so each row's frequent set is a
+	// prefix of avail rather than a scan of the whole ranking.
+	w.rank = growI32(w.rank, h.total)
+	for r, j := range w.order {
+		w.rank[j] = int32(r)
+	}
+	w.avail = w.avail[:0]
+	insert := func(j int32) {
+		at := sort.Search(len(w.avail), func(x int) bool { return w.rank[w.avail[x]] > w.rank[j] })
+		w.avail = append(w.avail, 0)
+		copy(w.avail[at+1:], w.avail[at:])
+		w.avail[at] = j
+	}
+	for j := 0; j < h.base+p.start; j++ {
+		insert(int32(j))
+	}
 	rows := p.bucketRows()
 	freq := int8(p.rankFreq)
-	var av [64]float64 // per query head of the group; groups ≤ 64 in every real model
+	// Per row, the entries frequent moves are grouped by the bucket they
+	// leave (at most nc); their logits are gathered per query head and
+	// summed through one vector exp.
+	if len(w.moved) < nc {
+		w.moved = make([][]int32, nc)
+	}
 	for i := p.start; i < p.n; i++ {
 		limit := h.base + i + 1
 		cur := p.basePos + int32(i)
 		qi := qRow(i)
-		k := kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur) + 1)
-		for _, j := range w.order {
-			if k == 0 {
-				break
-			}
-			if int(j) >= limit {
-				continue
-			}
-			k--
+		for r := range w.moved {
+			w.moved[r] = w.moved[r][:0]
+		}
+		insert(int32(limit - 1))
+		k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur)+1), len(w.avail))
+		for _, j := range w.avail[:k] {
 			old := h.first[j]
 			if cur-h.pos[j] < p.window {
 				old = min(old, int8(p.rankLocal))
 			}
-			if freq >= old {
-				continue // already kept at least as early
+			if freq < old {
+				w.moved[old] = append(w.moved[old], j)
+			}
+		}
+		for old, js := range w.moved {
+			if len(js) == 0 {
+				continue
 			}
 			var mean float64
 			for g := 0; g < groups; g++ {
-				logit := float64(cache.KeyDot(layer, kh, int(j), qi[g*p.headDim:(g+1)*p.headDim])) * p.scale
-				av[g%64] = math.Exp(logit - h.lse[i*groups+g])
-				mean += av[g%64]
-			}
-			mean /= float64(groups)
-			for g := 0; g < rows; g++ {
-				v := mean
+				qg := qi[g*p.headDim : (g+1)*p.headDim]
+				w.logits = grow(w.logits, len(js))
+				cache.KeyDots(layer, kh, js, qg, float32(p.scale), w.logits)
+				v := float64(tensor.ExpSum(w.logits[:len(js)], float32(h.lse[i*groups+g])))
 				if rows > 1 {
-					v = av[g%64]
+					a.sums[g*nc+old] -= v
+					a.sums[g*nc+int(freq)] += v
 				}
-				a.sums[g*nc+int(old)] -= v
-				a.sums[g*nc+int(freq)] += v
+				mean += v
+			}
+			if rows == 1 {
+				mean /= float64(groups)
+				a.sums[old] -= mean
+				a.sums[int(freq)] += mean
 			}
 		}
 	}
