@@ -20,8 +20,11 @@ type kernelSet struct {
 	vdBF16 func(w []byte, x []float32) float32
 	vdQ8_0 func(w []byte, qs []int8, d []float32) float32
 	vdQ4_0 func(w []byte, qs []int8, d []float32) float32
-	vdQ4K  func(w []byte, qs []int8, d []float32, bs32 []int16) float32
-	vdQ6K  func(w []byte, qs []int8, d []float32, bs16 []int16) float32
+	// vdQ8_0Rows is vdQ8_0 over len(out) rows rb bytes apart, with
+	// results identical to one vdQ8_0 call per row.
+	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
+	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
+	vdQ6K      func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 
 	// gemm4x3 computes the 4×3 block of dot products between 4 rows of w
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
@@ -43,24 +46,25 @@ type kernelSet struct {
 }
 
 var genericKernels = kernelSet{
-	name:      "generic",
-	dot:       dotGo,
-	axpy:      axpyGo,
-	dotF16:    dotF16Go,
-	axpyF16:   axpyF16Go,
-	f16ToF32s: f16ToF32sGo,
-	f32ToF16s: f32ToF16sGo,
-	sum:       sumGo,
-	vdF32:     vdF32Go,
-	vdF16:     vdF16Go,
-	vdBF16:    vdBF16Go,
-	vdQ8_0:    vdQ8_0Go,
-	vdQ4_0:    vdQ4_0Go,
-	vdQ4K:     vdQ4KGo,
-	vdQ6K:     vdQ6KGo,
-	gemm4x3:   gemm4x3Go,
-	gemmAcc:   gemm4x3accGo,
-	deqQ8_0:   dequantQ8_0Go,
+	name:       "generic",
+	dot:        dotGo,
+	axpy:       axpyGo,
+	dotF16:     dotF16Go,
+	axpyF16:    axpyF16Go,
+	f16ToF32s:  f16ToF32sGo,
+	f32ToF16s:  f32ToF16sGo,
+	sum:        sumGo,
+	vdF32:      vdF32Go,
+	vdF16:      vdF16Go,
+	vdBF16:     vdBF16Go,
+	vdQ8_0:     vdQ8_0Go,
+	vdQ8_0Rows: vdQ8_0RowsGo,
+	vdQ4_0:     vdQ4_0Go,
+	vdQ4K:      vdQ4KGo,
+	vdQ6K:      vdQ6KGo,
+	gemm4x3:    gemm4x3Go,
+	gemmAcc:    gemm4x3accGo,
+	deqQ8_0:    dequantQ8_0Go,
 
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
@@ -106,6 +110,12 @@ func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32
 		for j := range 3 {
 			out[j*os+i] += dotGo(wr, x[j*xs:j*xs+k])
 		}
+	}
+}
+
+func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
+	for r := range out {
+		out[r] = vdQ8_0Go(w[r*rb:], qs, d)
 	}
 }
 

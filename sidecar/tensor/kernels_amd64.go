@@ -40,6 +40,9 @@ func f32ToF16sAVX2(dst *uint16, src *float32, n int)
 func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 
 //go:noescape
+func vdQ8_0x4AVX2(out *float32, w *byte, stride int, qs *int8, d *float32, nb int)
+
+//go:noescape
 func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 
 //go:noescape
@@ -65,24 +68,25 @@ func init() {
 }
 
 var avx2Kernels = kernelSet{
-	name:      "avx2",
-	dot:       dotAVX2Go,
-	axpy:      axpyAVX2Go,
-	dotF16:    dotF16AVX2Go,
-	axpyF16:   axpyF16AVX2Go,
-	f16ToF32s: f16ToF32sAVX2Go,
-	f32ToF16s: f32ToF16sAVX2Go,
-	sum:       sumAVX2Go,
-	vdF32:     vdF32AVX2,
-	vdF16:     vdF16AVX2,
-	vdBF16:    vdBF16AVX2,
-	vdQ8_0:    vdQ8_0AVX2Go,
-	vdQ4_0:    vdQ4_0AVX2Go,
-	vdQ4K:     vdQ4KAVX2Go,
-	vdQ6K:     vdQ6KAVX2Go,
-	gemm4x3:   gemm4x3AVX2Go,
-	gemmAcc:   gemm4x3accAVX2Go,
-	deqQ8_0:   dequantQ8_0AVX2Go,
+	name:       "avx2",
+	dot:        dotAVX2Go,
+	axpy:       axpyAVX2Go,
+	dotF16:     dotF16AVX2Go,
+	axpyF16:    axpyF16AVX2Go,
+	f16ToF32s:  f16ToF32sAVX2Go,
+	f32ToF16s:  f32ToF16sAVX2Go,
+	sum:        sumAVX2Go,
+	vdF32:      vdF32AVX2,
+	vdF16:      vdF16AVX2,
+	vdBF16:     vdBF16AVX2,
+	vdQ8_0:     vdQ8_0AVX2Go,
+	vdQ8_0Rows: vdQ8_0RowsAVX2Go,
+	vdQ4_0:     vdQ4_0AVX2Go,
+	vdQ4K:      vdQ4KAVX2Go,
+	vdQ6K:      vdQ6KAVX2Go,
+	gemm4x3:    gemm4x3AVX2Go,
+	gemmAcc:    gemm4x3accAVX2Go,
+	deqQ8_0:    dequantQ8_0AVX2Go,
 
 	dotRows:     dotRowsAVX2Go,
 	dotRowsF16:  dotRowsF16AVX2Go,
@@ -228,6 +232,28 @@ func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
 	}
 	_, _ = w[nb*q8_0Bytes-1], qs[nb*qk8_0-1]
 	return vdQ8_0AVX2(&w[0], &qs[0], &d[0], nb)
+}
+
+// vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart) four at a time,
+// each result bit-identical to vdQ8_0AVX2Go on that row.
+func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
+	nb := len(d)
+	n := len(out)
+	if n == 0 {
+		return
+	}
+	if nb == 0 {
+		clear(out)
+		return
+	}
+	_, _ = w[(n-1)*rb+nb*q8_0Bytes-1], qs[nb*qk8_0-1]
+	r := 0
+	for ; r+4 <= n; r += 4 {
+		vdQ8_0x4AVX2(&out[r], &w[r*rb], rb, &qs[0], &d[0], nb)
+	}
+	for ; r < n; r++ {
+		out[r] = vdQ8_0AVX2(&w[r*rb], &qs[0], &d[0], nb)
+	}
 }
 
 func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {

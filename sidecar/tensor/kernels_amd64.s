@@ -1010,3 +1010,106 @@ dq8loop:
 dq8done:
 	VZEROUPPER
 	RET
+
+// One Q8_0 block of one weight row at ROW (its f16 scale at 0(ROW), int8
+// values at 2(ROW)) against the activation block whose values are in Y12,
+// |values| in Y13 and broadcast float32 scale in Y14, added into ACC. The
+// product is |x| (unsigned) × w·sign(x) (signed), which equals vdQ8_0AVX2's
+// |w| × x·sign(w) element for element, so the int32 sums, the scale product
+// (f16→f32 is exact; one rounded multiply) and the FMA are exactly the
+// single-row kernel's. Clobbers YT, YS.
+#define Q8ROW(ROW, XT, YT, XS, YS, ACC) \
+	VMOVDQU      2 ROW, YT \
+	VPSIGNB      Y12, YT, YT \
+	VPMADDUBSW   YT, Y13, YT \
+	VPMADDWD     Y15, YT, YT \
+	VCVTDQ2PS    YT, YT \
+	VPBROADCASTW ROW, XS \
+	VCVTPH2PS    XS, YS \
+	VMULPS       Y14, YS, YS \
+	VFMADD231PS  YS, YT, ACC
+
+// Rows at SI, SI+R8, SI+2·R8, SI+R9 (R9 = 3·R8).
+#define Q8X4BLOCK(OFF, A0, A1, A2, A3) \
+	VBROADCASTSS OFF(DX), Y14 \
+	Q8ROW((SI), X8, Y8, X9, Y9, A0) \
+	Q8ROW((SI)(R8*1), X10, Y10, X11, Y11, A1) \
+	Q8ROW((SI)(R8*2), X8, Y8, X9, Y9, A2) \
+	Q8ROW((SI)(R9*1), X10, Y10, X11, Y11, A3)
+
+// Horizontal sum of Y into X (XT scratch) and store at out+OFF(DI).
+#define HSUMST(X, Y, XT, OFF) \
+	VEXTRACTF128 $1, Y, XT \
+	VADDPS       XT, X, X \
+	VHADDPS      X, X, X \
+	VHADDPS      X, X, X \
+	MOVSS        X, OFF(DI)
+
+// func vdQ8_0x4AVX2(out *float32, w *byte, stride int, qs *int8, d *float32, nb int)
+//
+// vdQ8_0AVX2 for four weight rows stride bytes apart, sharing each
+// activation block load: out[r] = row r · x, bit-identical to four
+// single-row calls (same even/odd block accumulators and reduction). The
+// next four rows (the following stride·4 bytes) are prefetched as these
+// stream, so the next group starts warm.
+TEXT ·vdQ8_0x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         stride+16(FP), R8
+	MOVQ         qs+24(FP), BX
+	MOVQ         d+32(FP), DX
+	MOVQ         nb+40(FP), CX
+	LEAQ         (R8)(R8*2), R9
+	LEAQ         (SI)(R8*4), R10
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	MOVL         $0x00010001, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+x4two:
+	CMPQ       CX, $2
+	JL         x4one
+	PREFETCHT0 (R10)
+	PREFETCHT0 64(R10)
+	PREFETCHT0 128(R10)
+	PREFETCHT0 192(R10)
+	PREFETCHT0 256(R10)
+	ADDQ       $272, R10
+	VMOVDQU    (BX), Y12
+	VPSIGNB    Y12, Y12, Y13
+	Q8X4BLOCK(0, Y0, Y1, Y2, Y3)
+	ADDQ       $34, SI
+	VMOVDQU    32(BX), Y12
+	VPSIGNB    Y12, Y12, Y13
+	Q8X4BLOCK(4, Y4, Y5, Y6, Y7)
+	ADDQ       $34, SI
+	ADDQ       $64, BX
+	ADDQ       $8, DX
+	SUBQ       $2, CX
+	JMP        x4two
+
+x4one:
+	TESTQ   CX, CX
+	JZ      x4done
+	VMOVDQU (BX), Y12
+	VPSIGNB Y12, Y12, Y13
+	Q8X4BLOCK(0, Y0, Y1, Y2, Y3)
+
+x4done:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	HSUMST(X0, Y0, X8, 0)
+	HSUMST(X1, Y1, X9, 4)
+	HSUMST(X2, Y2, X10, 8)
+	HSUMST(X3, Y3, X11, 12)
+	VZEROUPPER
+	RET

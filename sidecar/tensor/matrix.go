@@ -117,6 +117,11 @@ func (t *matVecTask) Run(_, lo, hi int) {
 				k.dotRowsF16(t.out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
+		case Q8_0:
+			// Several rows per activation block load, the next rows
+			// prefetched while these stream.
+			k.vdQ8_0Rows(t.out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
+			return
 		}
 	}
 	for r := lo; r < hi; r++ {

@@ -604,3 +604,37 @@ func TestPoolBackToBack(t *testing.T) {
 		}
 	}
 }
+
+// TestQ8_0Rows checks the multi-row Q8_0 kernel at row counts that are not
+// multiples of its rows per pass: against the float64 reference on both
+// paths, and bit for bit against the single-row kernel of the same path.
+func TestQ8_0Rows(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	p := NewPool(1)
+	defer p.Close()
+	forEachPath(t, func(t *testing.T) {
+		k := kern
+		for _, blocks := range []int{1, 2, 3, 24} {
+			cols := blocks * qk8_0
+			for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
+				m, deq := makeMatrix(r, Q8_0, rows, cols)
+				x := randVec(r, cols)
+				p.prepareActivations(m, x, 1)
+				qs, d := p.act.qs[:cols], p.act.d[:blocks]
+				rb := Q8_0.RowBytes(cols)
+				got := make([]float32, rows)
+				k.vdQ8_0Rows(got, m.Data, rb, qs, d)
+				for i := range rows {
+					if one := k.vdQ8_0(m.Data[i*rb:(i+1)*rb], qs, d); got[i] != one {
+						t.Errorf("%d rows × %d cols, row %d: %g, single-row kernel %g", rows, cols, i, got[i], one)
+					}
+					w := deq[i*cols : (i+1)*cols]
+					ref, _ := refDot(w, x)
+					if tol := tolerance(Q8_0, w, x); math.Abs(float64(got[i])-ref) > tol {
+						t.Errorf("%d rows × %d cols, row %d: %g, want %g ± %g", rows, cols, i, got[i], ref, tol)
+					}
+				}
+			}
+		}
+	})
+}
