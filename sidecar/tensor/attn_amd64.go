@@ -11,6 +11,14 @@ func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale f
 //go:noescape
 func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 
+// The PF variants (MatVec's) also prefetch the next eight-row group.
+//
+//go:noescape
+func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
+
+//go:noescape
+func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
+
 //go:noescape
 func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
 
@@ -18,10 +26,22 @@ func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
 func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
 
 func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32) {
+	dotRowsAVX2With(false, out, k, d, q, scale)
+}
+
+func matVecF32AVX2Go(out, k []float32, d int, q []float32, scale float32) {
+	dotRowsAVX2With(true, out, k, d, q, scale)
+}
+
+func dotRowsAVX2With(prefetch bool, out, k []float32, d int, q []float32, scale float32) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	if prefetch {
+		dotRowsPFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	} else {
+		dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	}
 	if v < d { // head dims that are not whole vectors, e.g. 172
 		for j := range out {
 			var s float32
@@ -34,10 +54,22 @@ func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32) {
 }
 
 func dotRowsF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	dotRowsF16AVX2With(false, out, k, d, q, scale)
+}
+
+func matVecF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	dotRowsF16AVX2With(true, out, k, d, q, scale)
+}
+
+func dotRowsF16AVX2With(prefetch bool, out []float32, k []uint16, d int, q []float32, scale float32) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	if prefetch {
+		dotRowsF16PFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	} else {
+		dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+	}
 	if v < d {
 		for j := range out {
 			var s float32

@@ -26,6 +26,7 @@
 
 #define PF32 PREFETCHT0 (AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX); ADDQ $256, AX
 #define PF16 PREFETCHT0 (AX); PREFETCHT0 64(AX); ADDQ $128, AX
+#define PFNONE
 
 // Eight rows at a time (row addresses BX + m·R12, R13 = 3·R12, R14 = 5·R12,
 // R15 = 7·R12), one query vector load per eight FMAs.
@@ -51,11 +52,13 @@
 // of eight rows share each query load and finish with one transposing
 // horizontal-add tree; leftover rows use two accumulators each.
 //
-// While a group streams, the same number of bytes following it (the next
-// group's rows, which are contiguous since stride = d in every caller) is
-// prefetched through AX, PF lines per column step, so each group starts
-// with its lines in flight instead of waiting for the hardware prefetcher
-// to train on eight new streams. Prefetches past the end never fault.
+// In the MatVec variants (PF non-empty), while a group streams the same
+// number of bytes following it (the next group's rows, contiguous since
+// stride = d) is prefetched through AX, PF lines per column step, so each
+// group starts with its lines in flight instead of waiting for the hardware
+// prefetcher to train on eight new streams. Prefetches past the end never
+// fault. Attention leaves PF empty: its 16-entry blocks are separate
+// allocations, so bytes past a block are not the next block's rows.
 #define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \
@@ -280,13 +283,21 @@ done: \
 
 // func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32)
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PFNONE)
 
 // func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16)
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PFNONE)
 
 // func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
+// func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
+TEXT ·dotRowsPFAVX2(SB), NOSPLIT, $0-52
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32)
+
+// func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
+TEXT ·dotRowsF16PFAVX2(SB), NOSPLIT, $0-52
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16)
+
 TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
 	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, VF32_4, VF32_5, VF32_6, VF32_7, 4, 4)
 

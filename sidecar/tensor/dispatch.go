@@ -36,9 +36,13 @@ type kernelSet struct {
 	deqQ8_0 func(dst []float32, src []byte)
 
 	// Attention over a block of cached rows (attn.go).
-	dotRows     func(out, k []float32, d int, q []float32, scale float32)
-	dotRowsF16  func(out []float32, k []uint16, d int, q []float32, scale float32)
-	axpyRows    func(out, v []float32, d int, p []float32)
+	dotRows    func(out, k []float32, d int, q []float32, scale float32)
+	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32)
+	axpyRows   func(out, v []float32, d int, p []float32)
+	// matVecF32/F16 are dotRows/dotRowsF16 for MatVec's weight rows: same
+	// results, plus prefetching of the rows that follow.
+	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
+	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
 	max         func(x []float32) float32             // len(x) > 0
@@ -68,6 +72,8 @@ var genericKernels = kernelSet{
 
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
+	matVecF32:   dotRowsGo,
+	matVecF16:   dotRowsF16Go,
 	axpyRows:    axpyRowsGo,
 	max:         maxGo,
 	scale:       scaleGo,

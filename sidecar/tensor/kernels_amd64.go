@@ -90,6 +90,8 @@ var avx2Kernels = kernelSet{
 
 	dotRows:     dotRowsAVX2Go,
 	dotRowsF16:  dotRowsF16AVX2Go,
+	matVecF32:   matVecF32AVX2Go,
+	matVecF16:   matVecF16AVX2Go,
 	axpyRows:    axpyRowsAVX2Go,
 	max:         maxAVX2Go,
 	scale:       scaleAVX2Go,

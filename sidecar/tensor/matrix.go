@@ -109,12 +109,12 @@ func (t *matVecTask) Run(_, lo, hi int) {
 		switch w.Type {
 		case F32:
 			if uintptr(base)%4 == 0 {
-				k.dotRows(t.out[lo:hi], unsafe.Slice((*float32)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				k.matVecF32(t.out[lo:hi], unsafe.Slice((*float32)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
 		case F16:
 			if uintptr(base)%2 == 0 {
-				k.dotRowsF16(t.out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				k.matVecF16(t.out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
 		case Q8_0:

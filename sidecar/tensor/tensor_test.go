@@ -638,3 +638,44 @@ func TestQ8_0Rows(t *testing.T) {
 		}
 	})
 }
+
+// TestMatVecRowKernels checks MatVec's prefetching f32/f16 row kernels at
+// row counts that are not multiples of their eight rows per pass: bit for
+// bit against DotRows (their arithmetic is the same) and against the
+// float64 reference, on both paths.
+func TestMatVecRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	forEachPath(t, func(t *testing.T) {
+		k := kern
+		for _, cols := range []int{8, 37, 768} {
+			for _, rows := range []int{1, 7, 9, 15, 17, 30} {
+				w := randVec(r, rows*cols)
+				wh := make([]uint16, len(w))
+				F32ToF16s(wh, w)
+				wf := make([]float32, len(w))
+				F16ToF32s(wf, wh)
+				x := randVec(r, cols)
+				got, want := make([]float32, rows), make([]float32, rows)
+				gotH, wantH := make([]float32, rows), make([]float32, rows)
+				k.matVecF32(got, w, cols, x, 1)
+				k.dotRows(want, w, cols, x, 1)
+				k.matVecF16(gotH, wh, cols, x, 1)
+				k.dotRowsF16(wantH, wh, cols, x, 1)
+				for i := range rows {
+					if got[i] != want[i] || gotH[i] != wantH[i] {
+						t.Errorf("%dx%d row %d: f32 %g vs DotRows %g, f16 %g vs %g", rows, cols, i, got[i], want[i], gotH[i], wantH[i])
+					}
+					for _, c := range []struct {
+						w   []float32
+						got float32
+					}{{w[i*cols : (i+1)*cols], got[i]}, {wf[i*cols : (i+1)*cols], gotH[i]}} {
+						ref, _ := refDot(c.w, x)
+						if tol := tolerance(F32, c.w, x); math.Abs(float64(c.got)-ref) > tol {
+							t.Errorf("%dx%d row %d: %g, want %g ± %g", rows, cols, i, c.got, ref, tol)
+						}
+					}
+				}
+			}
+		}
+	})
+}
