@@ -29,6 +29,7 @@ type benchJSON struct {
 	DType       string  `json:"dtype"`
 	Threads     int     `json:"threads"`
 	KV          string  `json:"kv"`
+	CacheType   string  `json:"cache_type"`
 	Context     int     `json:"context"`
 	PrefillTokS float64 `json:"prefill_tok_s"`
 	DecodeTokS  float64 `json:"decode_tok_s"`
@@ -70,6 +71,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	decodeN := fs.Int("decode", 128, "tokens to decode")
 	kvMode := fs.String("kv", "full", "cache mode: full, fastgen, or a baseline (local, h2o, ...) with --budget")
 	threshold := fs.Float64("threshold", 0.98, "FastGen threshold T with --kv fastgen")
+	// llama.cpp caches K/V in f16 by default; so does bench, so that decode
+	// reads comparable KV bytes beside the weights.
+	cacheType := fs.String("cache-type", "f16", "KV cache element type: f16 or f32")
+	kvBlock := fs.Int("kv-block", kvcache.DefaultBlockEntries, "entries per KV cache block")
 	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
 	asJSON := fs.Bool("json", false, "one JSON object per run")
 	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
@@ -148,7 +153,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitBadInput
 			}
-			r, err := benchOne(dir, shape, dt, *threads, *promptN, *decodeN, kv, stderr)
+			ct, err := kvcache.ParseDType(*cacheType)
+			if err != nil {
+				fmt.Fprintln(stderr, "fastgen bench:", err)
+				return exitBadInput
+			}
+			r, err := benchOne(dir, shape, dt, *threads, *promptN, *decodeN, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
 			if err != nil {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitFailure
@@ -179,7 +189,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, decodeN int, kv engine.KVOptions, stderr io.Writer) (benchJSON, error) {
+func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, decodeN int, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
 	path := model.SynthesizedPath(dir, shape, dt)
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "synthesizing %s %s model at %s ...\n", shape.Name, dt, path)
@@ -191,7 +201,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	// RSS reported below is this model's own.
 	debug.FreeOSMemory()
 	ctxLen := promptN + decodeN + 1
-	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen}, engine.Options{Threads: threads})
+	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen}, eo)
 	if err != nil {
 		return benchJSON{}, err
 	}
@@ -251,7 +261,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	wb := e.Model.WeightBytes()
 	r := benchJSON{
 		BandwidthNowGBs: bwNow,
-		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, Context: promptN + decodeN,
+		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN,
 		PrefillTokS:    float64(promptN) / prefill.Seconds(),
 		DecodeTokS:     float64(decodeN) / decode.Seconds(),
 		PrefillTokCPUs: perSecond(promptN, prefillCPU),
