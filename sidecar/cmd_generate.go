@@ -14,6 +14,7 @@ import (
 
 	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/sidecar/fastgen"
+	"github.com/fastgen/fastgen/sidecar/hub"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/store"
 )
@@ -144,6 +145,13 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Into a pipe or file, text is buffered: a write per token would cost
+	// more than the token. A terminal sees every token as it comes.
+	if f, ok := stdout.(*os.File); ok && !hub.IsTerminal(f) {
+		bw := bufio.NewWriterSize(stdout, 64<<10)
+		defer bw.Flush()
+		stdout = bw
+	}
 	var sink engine.Sink = textSink{w: stdout}
 	if *chat {
 		return chatLoop(ctx, e, kv, *system, req, sink, os.Stdin, stdout, stderr, *asJSON)

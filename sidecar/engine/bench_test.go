@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -47,6 +48,36 @@ func BenchmarkPrefill(b *testing.B) {
 				s.Close()
 			}
 			b.ReportMetric(prof/float64(b.N)*1e3, "profile-ms/op")
+		})
+	}
+}
+
+// BenchmarkGenerate is the whole generation loop on stories260K — sampling,
+// events, occupancy — beside the forward pass's own cost (model's
+// BenchmarkStories), so per-token overhead outside the model shows up.
+func BenchmarkGenerate(b *testing.B) {
+	dir := os.Getenv("FASTGEN_TEST_MODELS")
+	if dir == "" {
+		b.Skip("FASTGEN_TEST_MODELS is unset")
+	}
+	e, err := Load(filepath.Join(dir, "stories260K.gguf"), model.LoadOptions{Ctx: 512}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, mode := range []string{kvcache.ModeFull, kvcache.ModeFastGen} {
+		b.Run(mode, func(b *testing.B) {
+			kv := DefaultKV()
+			kv.Mode = mode
+			var toks int
+			for b.Loop() {
+				res, err := e.Generate(context.Background(), Request{Prompt: "Once upon a time", MaxTokens: 400, KV: kv}, NopSink{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				toks += len(res[0].Tokens)
+			}
+			b.ReportMetric(float64(toks)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
 }
