@@ -284,13 +284,11 @@ func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale f
 
 // Observe is a decode step's bookkeeping for one head after Attend: the
 // group's probabilities (G rows of limit) are averaged into the entries'
-// scores and the head's policy is re-applied. Full heads skip both: they
-// never rank or evict.
+// scores and the head's policy is re-applied. Full heads keep their scores
+// too, though they never rank: a later chat turn may re-profile the head
+// onto a policy that ranks by them.
 func (c *Cache) Observe(layer, kvHead int, probs []float32, groups, limit int, sc *Scratch) {
 	h := c.h(layer, kvHead)
-	if h.policy.IsFull() {
-		return
-	}
 	be := c.pool.blockEntries
 	inv := 1 / float32(groups)
 	// Attend's rows have stride min(limit, Kept), whatever limit was asked.
@@ -302,7 +300,9 @@ func (c *Cache) Observe(layer, kvHead int, probs []float32, groups, limit int, s
 		}
 		h.blocks[j/be].score[j%be] += s * inv
 	}
-	c.Apply(layer, kvHead, sc)
+	if !h.policy.IsFull() {
+		c.Apply(layer, kvHead, sc)
+	}
 }
 
 // ApplyAll re-applies every head's policy (after a profiled prefill).

@@ -375,11 +375,15 @@ func TestObserveAveragesGroups(t *testing.T) {
 			t.Errorf("score[%d] = %v, want the group mean %v", j, got, want)
 		}
 	}
-	// Full heads neither score nor evict.
+	// Full heads never evict but keep scoring, so that a later chat turn
+	// can re-profile them onto a policy that ranks.
 	f.c.SetAllPolicies(FullPolicy)
 	f.c.Observe(0, 0, probs, 2, 4, &f.sc)
-	if got := f.c.Score(0, 0, 0); math.Abs(float64(got-0.2)) > 1e-7 {
-		t.Errorf("a full head's score moved to %v", got)
+	if got := f.c.Score(0, 0, 0); math.Abs(float64(got-0.4)) > 1e-7 {
+		t.Errorf("a full head's score is %v, want 0.4 (two steps of its group mean)", got)
+	}
+	if n := f.c.Kept(0, 0); n != 4 {
+		t.Errorf("a full head kept %d entries, want all 4", n)
 	}
 }
 
