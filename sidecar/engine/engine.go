@@ -157,9 +157,6 @@ func (e *Engine) NewSession(kv KVOptions) (*Session, error) {
 // Cache is the session's KV cache.
 func (s *Session) Cache() *kvcache.Cache { return s.cache }
 
-// KV is the session's cache options.
-func (s *Session) KV() KVOptions { return s.kv }
-
 // History is every token the session has processed.
 func (s *Session) History() []int { return s.history }
 
@@ -295,8 +292,8 @@ func (s *Session) DecodeObserved(ctx context.Context, token int, obs model.Atten
 }
 
 // Fork copies a session after a held prefill: the copy gets its own cache
-// (same entries) with every head on policy p, then both apply their
-// policies. Compare mode decodes the two in lockstep.
+// (same entries) with every head on kv's policy (FastGen keeps the profiled
+// ones), then both apply their policies. Compare mode decodes the two in lockstep.
 func (s *Session) Fork(kv KVOptions) (*Session, error) {
 	if err := kv.Validate(); err != nil {
 		return nil, err

@@ -156,16 +156,10 @@ func (c *Cache) PrunedRatio() float64 {
 	return 1 - float64(kept)/(float64(len(c.heads))*float64(c.next))
 }
 
-// Append caches one token at the next position for every KV head of a
-// layer. k and v hold KVHeads rows of HeadDim (keys already rotated). The
-// position counter advances once every layer has appended (call Advance).
-func (c *Cache) Append(layer int, flags Flags, k, v []float32) {
-	c.AppendAt(layer, 0, flags, k, v)
-}
-
-// AppendAt is Append for a token at an explicit offset from the current
-// length, used by batched prefill where all layers append n tokens before
-// Advance(n).
+// AppendAt caches one token, at offset from the current length, for every
+// KV head of a layer: k and v hold KVHeads rows of HeadDim (keys already
+// rotated). A batch appends its n tokens in every layer, then Advance(n)
+// moves the length on.
 func (c *Cache) AppendAt(layer int, offset int, flags Flags, k, v []float32) {
 	d := c.pool.headDim
 	pos := c.next + int32(offset)
