@@ -69,7 +69,7 @@ func TestMirrorFollowsEvictions(t *testing.T) {
 	var sc Scratch
 	for step := 0; step < 60; step++ {
 		for l := 0; l < layers; l++ {
-			c.Append(l, 0, nil, nil)
+			c.AppendAt(l, 0, 0, nil, nil)
 			for kh := 0; kh < kvHeads; kh++ {
 				// the device writes the new row itself: record its position
 				sh.pos[l*kvHeads+kh][c.Kept(l, kh)-1] = int32(c.Len())
