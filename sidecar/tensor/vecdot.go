@@ -14,22 +14,26 @@ import (
 // quantizeActQ8_0 fills qs (len(x) int8) and d (len(x)/32 scales).
 func quantizeActQ8_0(x []float32, qs []int8, d []float32) {
 	for b := range len(x) / qk8_0 {
-		xs := x[b*qk8_0 : (b+1)*qk8_0]
-		var amax float32
-		for _, v := range xs {
-			amax = max(amax, abs32(v))
-		}
-		s := amax / 127
-		var id float32
-		if s != 0 {
-			id = 1 / s
-		}
-		d[b] = s
-		q := qs[b*qk8_0 : (b+1)*qk8_0]
-		for j, v := range xs {
-			q[j] = int8(math.RoundToEven(float64(v * id)))
-		}
+		d[b] = quantizeActBlock(x[b*qk8_0:(b+1)*qk8_0], qs[b*qk8_0:(b+1)*qk8_0])
 	}
+}
+
+// quantizeActBlock rounds one block of activations to int8 with a symmetric
+// scale (amax/127) and returns the scale.
+func quantizeActBlock(xs []float32, q []int8) float32 {
+	var amax float32
+	for _, v := range xs {
+		amax = max(amax, abs32(v))
+	}
+	s := amax / 127
+	var id float32
+	if s != 0 {
+		id = 1 / s
+	}
+	for j, v := range xs {
+		q[j] = int8(math.RoundToEven(float64(v * id)))
+	}
+	return s
 }
 
 // quantizeActQ8K fills the Q8_K activation: int8 values, one float32 scale
@@ -37,21 +41,8 @@ func quantizeActQ8_0(x []float32, qs []int8, d []float32) {
 // (bs32, for Q4_K's mins).
 func quantizeActQ8K(x []float32, qs []int8, d []float32, bs16, bs32 []int16) {
 	for b := range len(x) / qkK {
-		xs := x[b*qkK : (b+1)*qkK]
-		var amax float32
-		for _, v := range xs {
-			amax = max(amax, abs32(v))
-		}
-		s := amax / 127
-		var id float32
-		if s != 0 {
-			id = 1 / s
-		}
-		d[b] = s
 		q := qs[b*qkK : (b+1)*qkK]
-		for j, v := range xs {
-			q[j] = int8(math.RoundToEven(float64(v * id)))
-		}
+		d[b] = quantizeActBlock(x[b*qkK:(b+1)*qkK], q)
 		for g := range qkK / 16 {
 			var sum int16
 			for _, v := range q[16*g : 16*g+16] {
