@@ -158,7 +158,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitBadInput
 			}
-			r, err := benchOne(dir, shape, dt, *threads, *promptN, *decodeN, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
+			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
 			if err != nil {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitFailure
@@ -189,7 +189,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, decodeN int, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
+func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN int, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
 	path := model.SynthesizedPath(dir, shape, dt)
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "synthesizing %s %s model at %s ...\n", shape.Name, dt, path)
@@ -253,7 +253,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, threads, promptN, 
 	}
 	// Bandwidth measured right after decoding: on a shared machine the
 	// roofline moves by minutes, so compare with one from the same moment.
-	bp := tensor.NewPool(threads)
+	bp := tensor.NewPool(eo.Threads)
 	bwNow := tensor.MeasureBandwidth(bp, 256<<20, 3)
 	bp.Close()
 	debug.FreeOSMemory()

@@ -26,7 +26,7 @@ var Shapes = map[string]Shape{
 	"1.1B": {Name: "1.1B", Dim: 2048, Hidden: 5632, Layers: 22, Heads: 32, KVHeads: 4, Vocab: 32000, Ctx: 4096},
 }
 
-// SynthVocab is a SentencePiece-style vocabulary of n tokens: <unk>, <s>,
+// synthVocab is a SentencePiece-style vocabulary of n tokens: <unk>, <s>,
 // </s>, the 256 byte tokens, then filler pieces. It tokenizes any text.
 func synthVocab(n int) (tokens []string, scores []float32, types []int32) {
 	tokens = []string{"<unk>", "<s>", "</s>"}
