@@ -107,5 +107,12 @@ func (o Options) Candidates(L int) []kvcache.Policy {
 	return append(out, kvcache.FullPolicy)
 }
 
-// PolicyNames are the spec's five policy names, in Eq. 2 order.
-var PolicyNames = []string{"special", "special+punct", "special+punct+frequent", "special+punct+frequent+local", "full"}
+// PolicyNames are the spec's five policy names, in Eq. 2 order: the names of
+// the default candidates, so they cannot drift from the policies themselves.
+var PolicyNames = func() []string {
+	var names []string
+	for _, p := range Defaults().Candidates(1) {
+		names = append(names, p.Name())
+	}
+	return names
+}()
