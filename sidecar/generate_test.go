@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func TestGenerateJSON(t *testing.T) {
 			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 				t.Fatalf("last line is not the JSON object: %v\n%s", err, out.String())
 			}
-			if !equal(res.PromptTokens, []int{1, 403, 407, 261, 378}) || !equal(res.Tokens, want) {
+			if !slices.Equal(res.PromptTokens, []int{1, 403, 407, 261, 378}) || !slices.Equal(res.Tokens, want) {
 				t.Errorf("prompt %v tokens %v, want %v", res.PromptTokens, res.Tokens, want)
 			}
 			if res.FinishReason != "length" || !strings.HasPrefix(res.Text, ", there was a little girl named Lily.") {
@@ -82,21 +83,9 @@ func TestThresholdOneIsLossless(t *testing.T) {
 		return res.Tokens
 	}
 	full := run("--kv", "full")
-	if got := run("--kv", "fastgen", "--threshold", "1.0"); !equal(got, full) {
+	if got := run("--kv", "fastgen", "--threshold", "1.0"); !slices.Equal(got, full) {
 		t.Errorf("fastgen at T=1 generated %v, full cache %v", got, full)
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestBadModelFiles: every unusable file gets one clear error naming the

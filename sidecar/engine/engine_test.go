@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/fastgen/fastgen/sidecar/fastgen"
@@ -26,18 +27,6 @@ func stories(t *testing.T) *Engine {
 	}
 	t.Cleanup(func() { e.Close() })
 	return e
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // collect records what a generation streams.
@@ -88,10 +77,10 @@ func TestCompareSharesPrefill(t *testing.T) {
 			if len(res) != 2 || res[0].Stream != "fastgen" || res[1].Stream != "full" {
 				t.Fatalf("streams %v", res)
 			}
-			if !equalInts(res[1].Tokens, storiesGreedy) || !equalInts(sink.tokens["full"], storiesGreedy) {
+			if !slices.Equal(res[1].Tokens, storiesGreedy) || !slices.Equal(sink.tokens["full"], storiesGreedy) {
 				t.Errorf("full stream %v, want the reference %v", res[1].Tokens, storiesGreedy)
 			}
-			if tc.lossless && (!equalInts(res[0].Tokens, storiesGreedy) || res[0].Stats.Agreement != 1 || res[0].Stats.KL > 1e-9) {
+			if tc.lossless && (!slices.Equal(res[0].Tokens, storiesGreedy) || res[0].Stats.Agreement != 1 || res[0].Stats.KL > 1e-9) {
 				t.Errorf("fastgen at T=1: tokens %v agreement %v kl %v", res[0].Tokens, res[0].Stats.Agreement, res[0].Stats.KL)
 			}
 			if !tc.lossless && res[0].Stats.PrunedRatio <= 0 {
@@ -206,7 +195,7 @@ func TestSampler(t *testing.T) {
 		}
 		return out
 	}
-	if a, b := draw(7), draw(7); !equalInts(a, b) {
+	if a, b := draw(7), draw(7); !slices.Equal(a, b) {
 		t.Error("the same seed sampled different tokens")
 	}
 	for _, tok := range draw(9) {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
@@ -82,7 +83,7 @@ func TestStoriesMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			ids := tok.Encode("Once upon a time", true, false)
-			if !equalInts(ids, storiesPrompt) {
+			if !slices.Equal(ids, storiesPrompt) {
 				t.Fatalf("prompt tokens %v, want %v", ids, storiesPrompt)
 			}
 			pool := tensor.NewPool(2)
@@ -120,7 +121,7 @@ func TestStoriesMatchesReference(t *testing.T) {
 				}
 				next = argmax(logits)
 			}
-			if !equalInts(got, storiesGreedy) {
+			if !slices.Equal(got, storiesGreedy) {
 				t.Errorf("greedy tokens\n got %v\nwant %v", got, storiesGreedy)
 			}
 			if maxDiff > tc.tol {
@@ -129,16 +130,4 @@ func TestStoriesMatchesReference(t *testing.T) {
 			t.Logf("max |logit − reference| = %.3g", maxDiff)
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
