@@ -253,3 +253,17 @@ func TestCancelDuringPrefill(t *testing.T) {
 		t.Errorf("cancelled prefill kept %d bytes of cache", b)
 	}
 }
+
+// TestStopSequence: a stop sequence that spans several tokens ends the
+// stream with "stop", and the text ends before it.
+func TestStopSequence(t *testing.T) {
+	e := stories(t)
+	res, err := e.Generate(context.Background(), Request{Prompt: "Once upon a time", MaxTokens: 60,
+		Stop: []string{"little girl"}, KV: KVOptions{Mode: kvcache.ModeFull}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.FinishReason != FinishStop || r.Text != ", there was a " {
+		t.Errorf("finish %q text %q, want stop before \"little girl\"", r.FinishReason, r.Text)
+	}
+}

@@ -333,7 +333,7 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			switch {
 			case e.Tok.IsEOG(id):
 				s.reason = FinishStop
-			case hasStop(s, req.Stop):
+			case hasStop(s, req.Stop, piece):
 				s.reason = FinishStop
 			case len(s.tokens) >= maxNew:
 				s.reason = FinishLength
@@ -406,13 +406,17 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 	return results, nil
 }
 
-func hasStop(s *stream, stops []string) bool {
-	if len(stops) == 0 {
-		return false
-	}
+// hasStop reports whether a stop sequence has appeared. Only the text that
+// the newest piece can have completed is searched, so a long output does not
+// make every step rescan everything before it.
+func hasStop(s *stream, stops []string, piece string) bool {
 	text := s.text.String()
 	for _, stop := range stops {
-		if stop != "" && strings.Contains(text, stop) {
+		if stop == "" {
+			continue
+		}
+		from := max(0, len(text)-len(piece)-len(stop)+1)
+		if strings.Contains(text[from:], stop) {
 			return true
 		}
 	}
