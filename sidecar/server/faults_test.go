@@ -131,6 +131,9 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 			if _, ok := f.(*shared.Token); ok {
 				n++
 			}
+			if e, ok := f.(*shared.Error); ok {
+				t.Fatalf("fast client refused: %s: %s", e.Code, e.Message)
+			}
 			if d, ok := f.(*shared.Done); ok {
 				if d.FinishReason != shared.FinishLength || n != 200 {
 					t.Fatalf("fast client: %q after %d tokens", d.FinishReason, n)
@@ -145,8 +148,10 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 
 	slow := dialWS(t, ts, nil)
 	readFrame(t, slow)
-	// The stalled client never reads again, but keeps up to five compare
-	// runs going until the server cuts it off, leaving slots for the other.
+	// The stalled client never reads again, but keeps up to four compare
+	// runs going until the server cuts it off. Its check of the session
+	// count races with admission and may overshoot by one, so four of six
+	// slots always leaves the other client room.
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -156,7 +161,7 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			if s.sessions.Load() >= 5 {
+			if s.sessions.Load() >= 4 {
 				continue
 			}
 			b, _ := shared.Encode(shared.Generate{ID: fmt.Sprint("slow", i), Prompt: "Once upon a time", Compare: true, Temperature: shared.Ptr(0.0)})
