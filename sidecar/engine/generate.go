@@ -132,17 +132,10 @@ func (e *Engine) Tokenize(req *Request) ([]int, error) {
 			return nil, &BadRequestError{err.Error()}
 		}
 		// Rendered templates carry their own BOS marker where they need one.
-		addBOS := v.AddBOS && !strings.HasPrefix(text, tokenPiece(e.Tok, v.BOS))
+		addBOS := v.AddBOS && v.BOS >= 0 && !strings.HasPrefix(text, v.Tokens[v.BOS])
 		return e.Tok.Encode(text, addBOS, true), nil
 	}
 	return e.Tok.Encode(req.Prompt, v.AddBOS, false), nil
-}
-
-func tokenPiece(t *tokenizer.Tokenizer, id int) string {
-	if id < 0 {
-		return "\x00"
-	}
-	return t.Vocab().Tokens[id]
 }
 
 // stream is one decoding sequence of a generation.
