@@ -48,7 +48,7 @@ type Config struct {
 // that a batch of new tokens is appended in order after everything cached
 // before it (causal prefill relies on that).
 type head struct {
-	blocks  []*block
+	blocks  []block
 	n       int
 	policy  Policy
 	evicted []int32    // positions evicted since the last TakeEvicted
@@ -85,7 +85,7 @@ func New(cfg Config, pool *Pool) *Cache {
 	for i := range c.heads {
 		c.heads[i].policy = FullPolicy
 		if perHead > 0 {
-			c.heads[i].blocks = make([]*block, 0, perHead)
+			c.heads[i].blocks = make([]block, 0, perHead)
 		}
 	}
 	return c
@@ -187,7 +187,7 @@ func (c *Cache) appendRow(h *head, pos int32, flags Flags, k, v []float32) {
 			c.mirrorBlocks(h)
 		}
 	}
-	b, i := h.blocks[h.n/be], h.n%be
+	b, i := &h.blocks[h.n/be], h.n%be
 	d := c.pool.headDim
 	switch {
 	case !b.hasRows() || len(k) == 0: // the rows live on a device
@@ -237,13 +237,18 @@ func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale 
 	f16 := c.pool.dtype == F16
 	clear(out[:groups*d])
 	for j0 := 0; j0 < limit; j0 += be {
-		b, m := h.blocks[j0/be], min(be, limit-j0)
+		b, m := &h.blocks[j0/be], min(be, limit-j0)
+		var nextH []uint16 // the kernels prefetch the next block's values
+		var nextF []float32
+		if j0+be < limit {
+			nextH, nextF = h.blocks[j0/be+1].vh, h.blocks[j0/be+1].vf
+		}
 		for g := 0; g < groups; g++ {
 			p, og := probs[g*limit+j0:g*limit+j0+m], out[g*d:(g+1)*d]
 			if f16 {
-				tensor.AxpyRowsF16(og, b.vh[:m*d], d, p)
+				tensor.AxpyRowsF16(og, b.vh[:m*d], d, p, nextH)
 			} else {
-				tensor.AxpyRows(og, b.vf[:m*d], d, p)
+				tensor.AxpyRows(og, b.vf[:m*d], d, p, nextF)
 			}
 		}
 	}
@@ -260,13 +265,19 @@ func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale f
 	d, be := c.pool.headDim, c.pool.blockEntries
 	f16 := c.pool.dtype == F16
 	for j0 := 0; j0 < limit; j0 += be {
-		b, m := h.blocks[j0/be], min(be, limit-j0)
+		b, m := &h.blocks[j0/be], min(be, limit-j0)
+		// The kernels prefetch what is read next: the next block's keys,
+		// or after the last, the first block's values (Attend's next read).
+		nextH, nextF := h.blocks[0].vh, h.blocks[0].vf
+		if j0+be < limit {
+			nextH, nextF = h.blocks[j0/be+1].kh, h.blocks[j0/be+1].kf
+		}
 		for g := 0; g < groups; g++ {
 			row, qg := probs[g*limit+j0:g*limit+j0+m], q[g*d:(g+1)*d]
 			if f16 {
-				tensor.DotRowsF16(row, b.kh[:m*d], d, qg, scale)
+				tensor.DotRowsF16(row, b.kh[:m*d], d, qg, scale, nextH)
 			} else {
-				tensor.DotRows(row, b.kf[:m*d], d, qg, scale)
+				tensor.DotRows(row, b.kf[:m*d], d, qg, scale, nextF)
 			}
 		}
 	}
@@ -287,12 +298,11 @@ func (c *Cache) Observe(layer, kvHead int, probs []float32, groups, limit int, s
 	inv := 1 / float32(groups)
 	// Attend's rows have stride min(limit, Kept), whatever limit was asked.
 	limit = min(limit, h.n)
-	for j := 0; j < limit; j++ {
-		var s float32
+	for j0 := 0; j0 < limit; j0 += be {
+		score := h.blocks[j0/be].score[:min(be, limit-j0)]
 		for g := 0; g < groups; g++ {
-			s += probs[g*limit+j]
+			tensor.Axpy(inv, probs[g*limit+j0:][:len(score)], score)
 		}
-		h.blocks[j/be].score[j%be] += s * inv
 	}
 	if !h.policy.IsFull() {
 		c.Apply(layer, kvHead, sc)
@@ -345,7 +355,7 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 		}
 	}
 	keep := func(j int) bool {
-		b, i := h.blocks[j/be], j%be
+		b, i := &h.blocks[j/be], j%be
 		f, pos := b.flags[i], b.pos[i]
 		switch {
 		case p.Keep&Special != 0 && f&FlagSpecial != 0,
@@ -398,14 +408,14 @@ func (c *Cache) kthScore(h *head, k int, cur int32, sc *Scratch) (float32, int) 
 	be := c.pool.blockEntries
 	s := sc.keys[:0]
 	for j := 0; j < h.n; j++ {
-		b, i := h.blocks[j/be], j%be
+		b, i := &h.blocks[j/be], j%be
 		s = append(s, rankKey(c.cfg.Score, b.score[i], b.pos[i], cur))
 	}
 	sc.keys = s
 	thr := quickselect(s, k-1)
 	above := 0
 	for j := 0; j < h.n; j++ {
-		b, i := h.blocks[j/be], j%be
+		b, i := &h.blocks[j/be], j%be
 		if rankKey(c.cfg.Score, b.score[i], b.pos[i], cur) > thr {
 			above++
 		}
@@ -450,10 +460,10 @@ func quickselect(s []float32, k int) float32 {
 func (c *Cache) evict(h *head, j int) {
 	be, d := c.pool.blockEntries, c.pool.headDim
 	last := h.n - 1
-	bj, ij := h.blocks[j/be], j%be
+	bj, ij := &h.blocks[j/be], j%be
 	h.evicted = append(h.evicted, bj.pos[ij])
 	if j != last {
-		bl, il := h.blocks[last/be], last%be
+		bl, il := &h.blocks[last/be], last%be
 		if c.mirror != nil {
 			c.mirrorMove(h, j, last)
 		}

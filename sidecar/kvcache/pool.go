@@ -40,7 +40,8 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("unknown KV cache dtype %q (want f32 or f16)", s)
 }
 
-func (d DType) size() int {
+// Size is the bytes of one element.
+func (d DType) Size() int {
 	if d == F16 {
 		return 2
 	}
@@ -74,7 +75,7 @@ type Pool struct {
 
 	mu         sync.Mutex
 	noHostRows bool // K/V rows live on a device (SetHostRows)
-	free       []*block
+	free       []block
 	allocated  int64 // blocks alive: in use + on the free list
 	inUse      int64
 }
@@ -109,7 +110,7 @@ func (p *Pool) DType() DType { return p.dtype }
 // EntryBytes is the memory one cached entry takes: its K and V rows, the
 // absolute position, the class flags and the frequency score.
 func (p *Pool) EntryBytes() int64 {
-	return int64(2*p.headDim*p.dtype.size() + 4 + 1 + 4)
+	return int64(2*p.headDim*p.dtype.Size() + 4 + 1 + 4)
 }
 
 // BlockBytes is the memory one block takes.
@@ -129,31 +130,35 @@ func (p *Pool) InUseBytes() int64 {
 	return p.inUse * p.BlockBytes()
 }
 
-func (p *Pool) get() *block {
+func (p *Pool) get() block {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inUse++
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
-		p.free[n-1] = nil
+		p.free[n-1] = block{}
 		p.free = p.free[:n-1]
 		return b
 	}
 	p.allocated++
 	n, d := p.blockEntries, p.headDim
-	b := &block{pos: make([]int32, n), flags: make([]Flags, n), score: make([]float32, n)}
+	b := block{pos: make([]int32, n), flags: make([]Flags, n), score: make([]float32, n)}
 	if p.noHostRows {
 		return b
 	}
+	// K and V rows share one allocation: attention reads a block's values
+	// right after its keys.
 	if p.dtype == F16 {
-		b.kh, b.vh = make([]uint16, n*d), make([]uint16, n*d)
+		kv := make([]uint16, 2*n*d)
+		b.kh, b.vh = kv[:n*d:n*d], kv[n*d:]
 	} else {
-		b.kf, b.vf = make([]float32, n*d), make([]float32, n*d)
+		kv := make([]float32, 2*n*d)
+		b.kf, b.vf = kv[:n*d:n*d], kv[n*d:]
 	}
 	return b
 }
 
-func (p *Pool) put(bs []*block) {
+func (p *Pool) put(bs []block) {
 	if len(bs) == 0 {
 		return
 	}

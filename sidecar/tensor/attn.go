@@ -10,42 +10,47 @@ import (
 // the block's values into an output, in one call replaces n calls of Dot or
 // Axpy, whose fixed cost dominates at small head dims (stories260K has 8).
 
+// Each takes next, the rows the caller reads after these (the following
+// cache block; may be nil): the vector kernels prefetch as many bytes of it
+// as they read, so a walk over scattered blocks never waits for the
+// hardware prefetcher to find each new one. It changes no result.
+
 // DotRows writes out[j] = scale·(k[j*d:(j+1)*d]·q) for j < len(out).
-func DotRows(out, k []float32, d int, q []float32, scale float32) {
+func DotRows(out, k []float32, d int, q []float32, scale float32, next []float32) {
 	checkRows("DotRows", len(out), len(k), d, len(q))
 	if len(out) == 0 || d == 0 {
 		clear(out)
 		return
 	}
-	kern.dotRows(out, k, d, q, scale)
+	kern.dotRows(out, k, d, q, scale, next)
 }
 
 // DotRowsF16 is DotRows with k in IEEE half precision.
-func DotRowsF16(out []float32, k []uint16, d int, q []float32, scale float32) {
+func DotRowsF16(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16) {
 	checkRows("DotRowsF16", len(out), len(k), d, len(q))
 	if len(out) == 0 || d == 0 {
 		clear(out)
 		return
 	}
-	kern.dotRowsF16(out, k, d, q, scale)
+	kern.dotRowsF16(out, k, d, q, scale, next)
 }
 
 // AxpyRows computes out[:d] += Σ_j p[j]·v[j*d:(j+1)*d] over j < len(p).
-func AxpyRows(out, v []float32, d int, p []float32) {
+func AxpyRows(out, v []float32, d int, p []float32, next []float32) {
 	checkRows("AxpyRows", len(p), len(v), d, len(out))
 	if len(p) == 0 || d == 0 {
 		return
 	}
-	kern.axpyRows(out, v, d, p)
+	kern.axpyRows(out, v, d, p, next)
 }
 
 // AxpyRowsF16 is AxpyRows with v in IEEE half precision.
-func AxpyRowsF16(out []float32, v []uint16, d int, p []float32) {
+func AxpyRowsF16(out []float32, v []uint16, d int, p []float32, next []uint16) {
 	checkRows("AxpyRowsF16", len(p), len(v), d, len(out))
 	if len(p) == 0 || d == 0 {
 		return
 	}
-	kern.axpyRowsF16(out, v, d, p)
+	kern.axpyRowsF16(out, v, d, p, next)
 }
 
 func checkRows(op string, n, rows, d, vec int) {
@@ -54,7 +59,15 @@ func checkRows(op string, n, rows, d, vec int) {
 	}
 }
 
-func dotRowsGo(out, k []float32, d int, q []float32, scale float32) {
+func dotRowsGo(out, k []float32, d int, q []float32, scale float32, _ []float32) {
+	matVecGo(out, k, d, q, scale)
+}
+
+func dotRowsF16Go(out []float32, k []uint16, d int, q []float32, scale float32, _ []uint16) {
+	matVecF16Go(out, k, d, q, scale)
+}
+
+func matVecGo(out, k []float32, d int, q []float32, scale float32) {
 	q = q[:d]
 	for j := range out {
 		r := k[j*d : (j+1)*d]
@@ -66,7 +79,7 @@ func dotRowsGo(out, k []float32, d int, q []float32, scale float32) {
 	}
 }
 
-func dotRowsF16Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+func matVecF16Go(out []float32, k []uint16, d int, q []float32, scale float32) {
 	q = q[:d]
 	for j := range out {
 		r := k[j*d : (j+1)*d]
@@ -78,7 +91,7 @@ func dotRowsF16Go(out []float32, k []uint16, d int, q []float32, scale float32) 
 	}
 }
 
-func axpyRowsGo(out, v []float32, d int, p []float32) {
+func axpyRowsGo(out, v []float32, d int, p []float32, _ []float32) {
 	out = out[:d]
 	for j, a := range p {
 		r := v[j*d : (j+1)*d]
@@ -88,7 +101,7 @@ func axpyRowsGo(out, v []float32, d int, p []float32) {
 	}
 }
 
-func axpyRowsF16Go(out []float32, v []uint16, d int, p []float32) {
+func axpyRowsF16Go(out []float32, v []uint16, d int, p []float32, _ []uint16) {
 	out = out[:d]
 	for j, a := range p {
 		r := v[j*d : (j+1)*d]

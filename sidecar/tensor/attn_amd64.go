@@ -5,11 +5,14 @@ package tensor
 // Row-block attention kernels (attn_amd64.s). The vector loops cover whole
 // vectors; the wrappers finish rows whose length is not a multiple of 8.
 
+// The attention kernels also prefetch next, the block the caller reads
+// after this one.
+//
 //go:noescape
-func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
+func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32, next *float32)
 
 //go:noescape
-func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
+func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32, next *uint16)
 
 // The PF variants (MatVec's) also prefetch the next eight-row group.
 //
@@ -20,27 +23,36 @@ func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale
 func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 
 //go:noescape
-func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
+func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32, next *float32)
 
 //go:noescape
-func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
+func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32, next *uint16)
 
-func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32) {
-	dotRowsAVX2With(false, out, k, d, q, scale)
+func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32, next []float32) {
+	dotRowsAVX2With(false, out, k, d, q, scale, next)
 }
 
 func matVecF32AVX2Go(out, k []float32, d int, q []float32, scale float32) {
-	dotRowsAVX2With(true, out, k, d, q, scale)
+	dotRowsAVX2With(true, out, k, d, q, scale, nil)
 }
 
-func dotRowsAVX2With(prefetch bool, out, k []float32, d int, q []float32, scale float32) {
+// nextOr is the prefetch target: next's start, or k's when there is none
+// (lines the kernel reads anyway).
+func nextOr[T any](next, k []T) *T {
+	if len(next) > 0 {
+		return &next[0]
+	}
+	return &k[0]
+}
+
+func dotRowsAVX2With(matVec bool, out, k []float32, d int, q []float32, scale float32, next []float32) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	if prefetch {
+	if matVec {
 		dotRowsPFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
 	} else {
-		dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+		dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
 	}
 	if v < d { // head dims that are not whole vectors, e.g. 172
 		for j := range out {
@@ -53,22 +65,22 @@ func dotRowsAVX2With(prefetch bool, out, k []float32, d int, q []float32, scale 
 	}
 }
 
-func dotRowsF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
-	dotRowsF16AVX2With(false, out, k, d, q, scale)
+func dotRowsF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16) {
+	dotRowsF16AVX2With(false, out, k, d, q, scale, next)
 }
 
 func matVecF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
-	dotRowsF16AVX2With(true, out, k, d, q, scale)
+	dotRowsF16AVX2With(true, out, k, d, q, scale, nil)
 }
 
-func dotRowsF16AVX2With(prefetch bool, out []float32, k []uint16, d int, q []float32, scale float32) {
+func dotRowsF16AVX2With(matVec bool, out []float32, k []uint16, d int, q []float32, scale float32, next []uint16) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	if prefetch {
+	if matVec {
 		dotRowsF16PFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
 	} else {
-		dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale)
+		dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
 	}
 	if v < d {
 		for j := range out {
@@ -81,24 +93,24 @@ func dotRowsF16AVX2With(prefetch bool, out []float32, k []uint16, d int, q []flo
 	}
 }
 
-func axpyRowsAVX2Go(out, v []float32, d int, p []float32) {
+func axpyRowsAVX2Go(out, v []float32, d int, p []float32, next []float32) {
 	n := len(p)
 	if d%8 != 0 {
-		axpyRowsGo(out, v, d, p)
+		axpyRowsGo(out, v, d, p, next)
 		return
 	}
 	_, _ = v[n*d-1], out[d-1]
-	axpyRowsAVX2(&out[0], &v[0], n, d, &p[0])
+	axpyRowsAVX2(&out[0], &v[0], n, d, &p[0], nextOr(next, v))
 }
 
-func axpyRowsF16AVX2Go(out []float32, v []uint16, d int, p []float32) {
+func axpyRowsF16AVX2Go(out []float32, v []uint16, d int, p []float32, next []uint16) {
 	n := len(p)
 	if d%8 != 0 {
-		axpyRowsF16Go(out, v, d, p)
+		axpyRowsF16Go(out, v, d, p, next)
 		return
 	}
 	_, _ = v[n*d-1], out[d-1]
-	axpyRowsF16AVX2(&out[0], &v[0], n, d, &p[0])
+	axpyRowsF16AVX2(&out[0], &v[0], n, d, &p[0], nextOr(next, v))
 }
 
 //go:noescape

@@ -26,7 +26,18 @@
 
 #define PF32 PREFETCHT0 (AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX); ADDQ $256, AX
 #define PF16 PREFETCHT0 (AX); PREFETCHT0 64(AX); ADDQ $128, AX
-#define PFNONE
+#define NOTHING
+
+// Where the prefetch pointer AX comes from: MatVec points it at the next
+// eight-row group each group; attention sets it once to the caller's next
+// block, which the groups then walk through.
+#define PFGROUP LEAQ (SI)(R12*8), AX
+#define PFNEXT MOVQ next+56(FP), AX
+
+// AxpyRows' prefetch of the caller's next block (R11), one row's worth per
+// row: over all column passes that is the whole block.
+#define PFV32 PREFETCHT0 (R11); PREFETCHT0 64(R11); PREFETCHT0 128(R11); PREFETCHT0 192(R11); ADDQ $256, R11
+#define PFV16 PREFETCHT0 (R11); PREFETCHT0 64(R11); ADDQ $128, R11
 
 // Eight rows at a time (row addresses BX + m·R12, R13 = 3·R12, R14 = 5·R12,
 // R15 = 7·R12), one query vector load per eight FMAs.
@@ -52,14 +63,15 @@
 // of eight rows share each query load and finish with one transposing
 // horizontal-add tree; leftover rows use two accumulators each.
 //
-// In the MatVec variants (PF non-empty), while a group streams the same
-// number of bytes following it (the next group's rows, contiguous since
-// stride = d) is prefetched through AX, PF lines per column step, so each
-// group starts with its lines in flight instead of waiting for the hardware
-// prefetcher to train on eight new streams. Prefetches past the end never
-// fault. Attention leaves PF empty: its 16-entry blocks are separate
-// allocations, so bytes past a block are not the next block's rows.
-#define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF) \
+// While a group streams, the same number of bytes is prefetched through AX,
+// PF lines per column step, so the next rows start with their lines in
+// flight instead of waiting for the hardware prefetcher to train on eight
+// new streams (or, in attention, to cross into another block's pages). In
+// MatVec (INIT empty, GROUP = PFGROUP) AX is the next group, contiguous
+// since stride = d; in attention (INIT = PFNEXT, GROUP empty) it walks the
+// block the caller reads next: KV cache blocks are separate allocations.
+// Prefetches past the end never fault.
+#define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF, INIT, GROUP) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \
 	MOVQ         n+16(FP), CX \
@@ -71,6 +83,7 @@
 	LEAQ         (R12)(R12*2), R13 \
 	LEAQ         (R12)(R12*4), R14 \
 	LEAQ         (R13)(R12*4), R15 \
+	INIT \
 	\
 group8: \
 	CMPQ   CX, $8 \
@@ -86,7 +99,7 @@ group8: \
 	MOVQ   SI, BX \
 	MOVQ   R8, R9 \
 	MOVQ   DX, R10 \
-	LEAQ   (SI)(R12*8), AX \
+	GROUP \
 	\
 g8col: \
 	TESTQ   R10, R10 \
@@ -167,13 +180,15 @@ done: \
 
 // out[:d] += Σ_j p[j]·row j, 64 columns at a time held in registers across
 // all n rows (eight independent accumulator chains keep both FMA pipes
-// busy at head dim 64/128), then 32, then 8 at a time.
-#define AXPYROWS(L0, L1, L2, L3, L4, L5, L6, L7, ROWSHIFT, COLSHIFT) \
+// busy at head dim 64/128), then 32, then 8 at a time. The 64-column
+// passes prefetch the caller's next block (PF, through R11).
+#define AXPYROWS(L0, L1, L2, L3, L4, L5, L6, L7, ROWSHIFT, COLSHIFT, PF) \
 	MOVQ out+0(FP), DI \
 	MOVQ v+8(FP), SI \
 	MOVQ n+16(FP), CX \
 	MOVQ d+24(FP), DX \
 	MOVQ p+32(FP), R8 \
+	MOVQ next+40(FP), R11 \
 	XORQ AX, AX \
 	\
 col64: \
@@ -193,6 +208,7 @@ col64: \
 	XORQ    R10, R10 \
 	\
 j64: \
+	PF \
 	VBROADCASTSS (R8)(R10*4), Y4 \
 	L0 \
 	L1 \
@@ -281,29 +297,29 @@ done: \
 	VZEROUPPER \
 	RET
 
-// func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
-TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PFNONE)
+// func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32, next *float32)
+TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-64
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32, PFNEXT, NOTHING)
 
-// func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
-TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PFNONE)
+// func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32, next *uint16)
+TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-64
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16, PFNEXT, NOTHING)
 
-// func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32)
 // func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsPFAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32)
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32, NOTHING, PFGROUP)
 
 // func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
 TEXT ·dotRowsF16PFAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16)
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16, NOTHING, PFGROUP)
 
-TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-40
-	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, VF32_4, VF32_5, VF32_6, VF32_7, 4, 4)
+// func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32, next *float32)
+TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48
+	AXPYROWS(VF32_0, VF32_1, VF32_2, VF32_3, VF32_4, VF32_5, VF32_6, VF32_7, 4, 4, PFV32)
 
-// func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32)
-TEXT ·axpyRowsF16AVX2(SB), NOSPLIT, $0-40
-	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, VF16_4, VF16_5, VF16_6, VF16_7, 2, 2)
+// func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32, next *uint16)
+TEXT ·axpyRowsF16AVX2(SB), NOSPLIT, $0-48
+	AXPYROWS(VF16_0, VF16_1, VF16_2, VF16_3, VF16_4, VF16_5, VF16_6, VF16_7, 2, 2, PFV16)
 
 DATA expC<>+0(SB)/4, $-87.33654     // clamp: e^x below is ~1e-38, 2^n stays normal
 DATA expC<>+4(SB)/4, $1.44269504088896341

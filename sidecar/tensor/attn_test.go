@@ -19,9 +19,12 @@ func TestAttnRows(t *testing.T) {
 				k16 := make([]float32, n*d)
 				F16ToF32s(k16, kh)
 				const scale = 0.37
+				// A next block shorter than these rows: prefetching past
+				// its end must neither fault nor change a result.
+				next, next16 := randVec(r, 3), make([]uint16, 3)
 				got, got16 := make([]float32, n), make([]float32, n)
-				DotRows(got, k, d, q, scale)
-				DotRowsF16(got16, kh, d, q, scale)
+				DotRows(got, k, d, q, scale, next)
+				DotRowsF16(got16, kh, d, q, scale, next16)
 				for j := range n {
 					for _, c := range []struct {
 						got float32
@@ -35,8 +38,8 @@ func TestAttnRows(t *testing.T) {
 				}
 				base := randVec(r, d)
 				out, out16 := append([]float32(nil), base...), append([]float32(nil), base...)
-				AxpyRows(out, k, d, p)
-				AxpyRowsF16(out16, kh, d, p)
+				AxpyRows(out, k, d, p, nil)
+				AxpyRowsF16(out16, kh, d, p, nil)
 				for i := range d {
 					for _, c := range []struct {
 						got float32

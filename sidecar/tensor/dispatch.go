@@ -35,15 +35,16 @@ type kernelSet struct {
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
 
-	// Attention over a block of cached rows (attn.go).
-	dotRows    func(out, k []float32, d int, q []float32, scale float32)
-	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32)
-	axpyRows   func(out, v []float32, d int, p []float32)
+	// Attention over a block of cached rows (attn.go); next is the block
+	// the caller reads after it, prefetched meanwhile where that pays.
+	dotRows    func(out, k []float32, d int, q []float32, scale float32, next []float32)
+	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
+	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
 	// matVecF32/F16 are dotRows/dotRowsF16 for MatVec's weight rows: same
 	// results, plus prefetching of the rows that follow.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
-	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32)
+	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
 	max         func(x []float32) float32             // len(x) > 0
 	scale       func(a float32, x []float32)
@@ -72,8 +73,8 @@ var genericKernels = kernelSet{
 
 	dotRows:     dotRowsGo,
 	dotRowsF16:  dotRowsF16Go,
-	matVecF32:   dotRowsGo,
-	matVecF16:   dotRowsF16Go,
+	matVecF32:   matVecGo,
+	matVecF16:   matVecF16Go,
 	axpyRows:    axpyRowsGo,
 	max:         maxGo,
 	scale:       scaleGo,

@@ -658,9 +658,9 @@ func TestMatVecRowKernels(t *testing.T) {
 				got, want := make([]float32, rows), make([]float32, rows)
 				gotH, wantH := make([]float32, rows), make([]float32, rows)
 				k.matVecF32(got, w, cols, x, 1)
-				k.dotRows(want, w, cols, x, 1)
+				k.dotRows(want, w, cols, x, 1, nil)
 				k.matVecF16(gotH, wh, cols, x, 1)
-				k.dotRowsF16(wantH, wh, cols, x, 1)
+				k.dotRowsF16(wantH, wh, cols, x, 1, nil)
 				for i := range rows {
 					if got[i] != want[i] || gotH[i] != wantH[i] {
 						t.Errorf("%dx%d row %d: f32 %g vs DotRows %g, f16 %g vs %g", rows, cols, i, got[i], want[i], gotH[i], wantH[i])
