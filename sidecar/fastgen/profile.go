@@ -111,10 +111,12 @@ type headAcc struct {
 type headWorker struct {
 	probs, row []float32
 	order      []int32
-	moved      [][]int32 // per bucket left: this row's entries frequent moves
+	moved      []int32 // this row's entries frequent moves from one bucket
+	old        []int8  // per entry: its bucket before frequent, this row
 	rank       []int32
 	avail      []int32
 	logits     []float32
+	keys       []float32 // the head's keys, contiguous (KeysF32)
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -463,43 +465,62 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		insert(int32(j))
 	}
 	rows := p.bucketRows()
-	freq := int8(p.rankFreq)
-	// Per row, the entries frequent moves are grouped by the bucket they
-	// leave (at most nc); their logits are gathered per query head and
-	// summed through one vector exp.
-	if len(w.moved) < nc {
-		w.moved = make([][]int32, nc)
-	}
+	freq, local := int8(p.rankFreq), int8(p.rankLocal)
+	w.keys = cache.KeysF32(layer, kh, w.keys)
+	// old[j] is the bucket entry j's mass sits in before frequent: its
+	// class rank, or local's inside the row's window. The window slides one
+	// entry per row, so old changes for two entries per row, plus earlier
+	// turns' entries during the first window rows.
+	w.old = growI8(w.old, h.total)
+	copy(w.old, h.first[:h.total])
+	enter := func(j int) { w.old[j] = min(h.first[j], local) }
+	w.moved = growI32(w.moved, h.total+1)
+	w.logits = grow(w.logits, h.total)
 	for i := p.start; i < p.n; i++ {
 		limit := h.base + i + 1
 		cur := p.basePos + int32(i)
-		qi := qRow(i)
-		for r := range w.moved {
-			w.moved[r] = w.moved[r][:0]
+		lo := max(h.base, limit-int(p.window))
+		if i == p.start {
+			for j := lo; j < limit; j++ {
+				enter(j)
+			}
+		} else {
+			enter(limit - 1)
+			if lo > h.base {
+				w.old[lo-1] = h.first[lo-1]
+			}
+		}
+		if i < int(p.window) { // row window−1 resets the last of them
+			for j := 0; j < h.base; j++ {
+				w.old[j] = h.first[j]
+				if cur-h.pos[j] < p.window {
+					enter(j)
+				}
+			}
 		}
 		insert(int32(limit - 1))
 		k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur)+1), len(w.avail))
-		for _, j := range w.avail[:k] {
-			old := h.first[j]
-			if cur-h.pos[j] < p.window {
-				old = min(old, int8(p.rankLocal))
+		top, qi := w.avail[:k], qRow(i)
+		// One pass per bucket that frequent can take mass from (with the
+		// paper's order: local's and full's), gathering its entries
+		// without a branch, then their logits per query head and one
+		// vector exp for their mass.
+		for old := freq + 1; int(old) < nc; old++ {
+			n := 0
+			for _, j := range top {
+				w.moved[n] = j
+				n += b2i(w.old[j] == old)
 			}
-			if freq < old {
-				w.moved[old] = append(w.moved[old], j)
-			}
-		}
-		for old, js := range w.moved {
-			if len(js) == 0 {
+			if n == 0 {
 				continue
 			}
+			js, logits := w.moved[:n], w.logits[:n]
 			var mean float64
 			for g := 0; g < groups; g++ {
-				qg := qi[g*p.headDim : (g+1)*p.headDim]
-				w.logits = grow(w.logits, len(js))
-				cache.KeyDots(layer, kh, js, qg, float32(p.scale), w.logits)
-				v := float64(tensor.ExpSum(w.logits[:len(js)], float32(h.lse[i*groups+g])))
+				tensor.DotRowsIdx(logits, w.keys, p.headDim, js, qi[g*p.headDim:(g+1)*p.headDim], float32(p.scale))
+				v := float64(tensor.ExpSum(logits, float32(h.lse[i*groups+g])))
 				if rows > 1 {
-					a.sums[g*nc+old] -= v
+					a.sums[g*nc+int(old)] -= v
 					a.sums[g*nc+int(freq)] += v
 				}
 				mean += v
@@ -511,6 +532,14 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 			}
 		}
 	}
+}
+
+// b2i is 1 for true: the compiler makes it a flag set, not a branch.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // meanRow averages the group's rows of probs into dst.

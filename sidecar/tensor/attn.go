@@ -53,6 +53,41 @@ func AxpyRowsF16(out []float32, v []uint16, d int, p []float32, next []uint16) {
 	kern.axpyRowsF16(out, v, d, p, next)
 }
 
+// DotRowsIdx is DotRows over scattered rows: out[m] = scale·(row idx[m]·q),
+// rows d values apart in k. FastGen's profiler scores each prompt row's
+// frequent set this way, a few dozen rows picked from hundreds.
+func DotRowsIdx(out, k []float32, d int, idx []int32, q []float32, scale float32) {
+	rows := 0
+	if d > 0 {
+		rows = len(k) / d
+	}
+	if len(out) < len(idx) || len(q) < d {
+		panic(fmt.Sprintf("tensor: DotRowsIdx: %d indices, out %d, query %d of %d", len(idx), len(out), len(q), d))
+	}
+	for _, j := range idx {
+		if j < 0 || int(j) >= rows {
+			panic(fmt.Sprintf("tensor: DotRowsIdx: row %d of %d", j, rows))
+		}
+	}
+	if d == 0 {
+		clear(out[:len(idx)])
+		return
+	}
+	kern.dotRowsIdx(out, k, d, idx, q, scale)
+}
+
+func dotRowsIdxGo(out, k []float32, d int, idx []int32, q []float32, scale float32) {
+	q = q[:d]
+	for m, j := range idx {
+		r := k[int(j)*d:][:d]
+		var s float32
+		for i, v := range r {
+			s += v * q[i]
+		}
+		out[m] = s * scale
+	}
+}
+
 func checkRows(op string, n, rows, d, vec int) {
 	if d < 0 || rows < n*d || vec < d {
 		panic(fmt.Sprintf("tensor: %s: %d rows of %d need %d values, have %d (vector %d)", op, n, d, n*d, rows, vec))

@@ -114,6 +114,30 @@ func axpyRowsF16AVX2Go(out []float32, v []uint16, d int, p []float32, next []uin
 }
 
 //go:noescape
+func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, scale float32)
+
+func dotRowsIdxAVX2Go(out, k []float32, d int, idx []int32, q []float32, scale float32) {
+	n, v := len(idx)&^3, d&^7
+	if n == 0 || v == 0 {
+		dotRowsIdxGo(out, k, d, idx, q, scale)
+		return
+	}
+	_ = out[len(idx)-1]
+	dotRowsIdxAVX2(&out[0], &k[0], &idx[0], n, v, d, &q[0], scale)
+	for m := range idx[:n] {
+		if v < d {
+			r := k[int(idx[m])*d:][:d]
+			var s float32
+			for i := v; i < d; i++ {
+				s += r[i] * q[i]
+			}
+			out[m] += s * scale
+		}
+	}
+	dotRowsIdxGo(out[n:], k, d, idx[n:], q, scale)
+}
+
+//go:noescape
 func expSumAVX2(x *float32, n int, mx float32) float32
 
 func expSumAVX2Go(x []float32, mx float32) float32 {

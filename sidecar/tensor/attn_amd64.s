@@ -440,3 +440,92 @@ scaleloop:
 scaledone:
 	VZEROUPPER
 	RET
+
+// func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, scale float32)
+// out[m] = scale·(row idx[m] · q) over the rows' first d values (d a
+// multiple of 8, rows stride floats apart), four rows at a time (n a
+// multiple of 4): each query load feeds four FMAs, and two column halves
+// keep eight accumulator chains in flight.
+TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-60
+	MOVQ         out+0(FP), DI
+	MOVQ         k+8(FP), R8
+	MOVQ         idx+16(FP), SI
+	MOVQ         n+24(FP), CX
+	MOVQ         d+32(FP), DX
+	SHLQ         $2, DX
+	MOVQ         stride+40(FP), R11
+	SHLQ         $2, R11
+	MOVQ         q+48(FP), R9
+	VBROADCASTSS scale+56(FP), X15
+
+quad:
+	TESTQ   CX, CX
+	JZ      idxdone
+	MOVLQSX (SI), AX
+	IMULQ   R11, AX
+	ADDQ    R8, AX
+	MOVLQSX 4(SI), BX
+	IMULQ   R11, BX
+	ADDQ    R8, BX
+	MOVLQSX 8(SI), R12
+	IMULQ   R11, R12
+	ADDQ    R8, R12
+	MOVLQSX 12(SI), R13
+	IMULQ   R11, R13
+	ADDQ    R8, R13
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	XORQ    R10, R10
+
+col16:
+	LEAQ        64(R10), R14
+	CMPQ        R14, DX
+	JGT         col8
+	VMOVUPS     (R9)(R10*1), Y8
+	VMOVUPS     32(R9)(R10*1), Y9
+	VFMADD231PS (AX)(R10*1), Y8, Y0
+	VFMADD231PS (BX)(R10*1), Y8, Y1
+	VFMADD231PS (R12)(R10*1), Y8, Y2
+	VFMADD231PS (R13)(R10*1), Y8, Y3
+	VFMADD231PS 32(AX)(R10*1), Y9, Y4
+	VFMADD231PS 32(BX)(R10*1), Y9, Y5
+	VFMADD231PS 32(R12)(R10*1), Y9, Y6
+	VFMADD231PS 32(R13)(R10*1), Y9, Y7
+	MOVQ        R14, R10
+	JMP         col16
+
+col8:
+	CMPQ        R10, DX
+	JGE         quadreduce
+	VMOVUPS     (R9)(R10*1), Y8
+	VFMADD231PS (AX)(R10*1), Y8, Y0
+	VFMADD231PS (BX)(R10*1), Y8, Y1
+	VFMADD231PS (R12)(R10*1), Y8, Y2
+	VFMADD231PS (R13)(R10*1), Y8, Y3
+
+quadreduce:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y2
+	VHADDPS      Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VMULPS       X15, X0, X0
+	VMOVUPS      X0, (DI)
+	ADDQ         $16, DI
+	ADDQ         $16, SI
+	SUBQ         $4, CX
+	JMP          quad
+
+idxdone:
+	VZEROUPPER
+	RET

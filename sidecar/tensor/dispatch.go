@@ -40,6 +40,7 @@ type kernelSet struct {
 	dotRows    func(out, k []float32, d int, q []float32, scale float32, next []float32)
 	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
 	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
+	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, scale float32)
 	// matVecF32/F16 are dotRows/dotRowsF16 for MatVec's weight rows: same
 	// results, plus prefetching of the rows that follow.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
@@ -76,6 +77,7 @@ var genericKernels = kernelSet{
 	matVecF32:   matVecGo,
 	matVecF16:   matVecF16Go,
 	axpyRows:    axpyRowsGo,
+	dotRowsIdx:  dotRowsIdxGo,
 	max:         maxGo,
 	scale:       scaleGo,
 	expSum:      expSumGo,

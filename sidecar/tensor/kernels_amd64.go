@@ -93,6 +93,7 @@ var avx2Kernels = kernelSet{
 	matVecF32:   matVecF32AVX2Go,
 	matVecF16:   matVecF16AVX2Go,
 	axpyRows:    axpyRowsAVX2Go,
+	dotRowsIdx:  dotRowsIdxAVX2Go,
 	max:         maxAVX2Go,
 	scale:       scaleAVX2Go,
 	expSum:      expSumAVX2Go,
