@@ -3,6 +3,7 @@ package fastgen
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -111,12 +112,13 @@ type headAcc struct {
 type headWorker struct {
 	probs, row []float32
 	order      []int32
-	moved      []int32 // this row's entries frequent moves from one bucket
-	old        []int8  // per entry: its bucket before frequent, this row
+	sel        []int32 // a tile's entries of one class rank: index, rank, position
 	rank       []int32
 	avail      []int32
 	logits     []float32
 	keys       []float32 // the head's keys, contiguous (KeysF32)
+	tileQ      []float32 // a tile's queries, contiguous
+	sortKeys   []uint64
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -226,7 +228,10 @@ func (p *Profiler) Row(worker, layer, kvHead, token int, q, probs []float32, gro
 
 func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, kh, i int, q, probs []float32, limit int) {
 	groups := p.groups()
-	row := meanRow(scratch, probs, groups, limit)
+	row := probs[:limit]
+	if groups > 1 {
+		row = meanRow(scratch, probs, groups, limit)
+	}
 	tensor.Axpy(1, row, a.colsum[:limit])
 	cur := p.basePos + int32(i)
 	// This turn's entries sit in position order after the earlier turns'
@@ -441,11 +446,18 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	groups := p.groups()
 	nc := len(p.candidates)
 	colsum := a.colsum[:h.total]
-	w.order = w.order[:0]
-	for j := 0; j < h.total; j++ {
-		w.order = append(w.order, int32(j))
+	// Descending column sum, ties to the older entry, as one sort of
+	// integer keys: sums are ≥ 0, so their bits order as they do, and
+	// complemented they sort descending above the entry index.
+	w.sortKeys = w.sortKeys[:0]
+	for j, v := range colsum {
+		w.sortKeys = append(w.sortKeys, uint64(^math.Float32bits(v))<<32|uint64(j))
 	}
-	sort.SliceStable(w.order, func(x, y int) bool { return colsum[w.order[x]] > colsum[w.order[y]] })
+	slices.Sort(w.sortKeys)
+	w.order = w.order[:0]
+	for _, k := range w.sortKeys {
+		w.order = append(w.order, int32(uint32(k)))
+	}
 	// rank[j] is entry j's place in the final ranking; avail holds, in rank
 	// order, the entries row i can see (index < limit). Rows grow by one
 	// entry each, inserted at its rank, so each row's frequent set is a
@@ -466,71 +478,94 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	}
 	rows := p.bucketRows()
 	freq, local := int8(p.rankFreq), int8(p.rankLocal)
+	d := p.headDim
 	w.keys = cache.KeysF32(layer, kh, w.keys)
-	// old[j] is the bucket entry j's mass sits in before frequent: its
-	// class rank, or local's inside the row's window. The window slides one
-	// entry per row, so old changes for two entries per row, plus earlier
-	// turns' entries during the first window rows.
-	w.old = growI8(w.old, h.total)
-	copy(w.old, h.first[:h.total])
-	enter := func(j int) { w.old[j] = min(h.first[j], local) }
-	w.moved = growI32(w.moved, h.total+1)
-	w.logits = grow(w.logits, h.total)
-	for i := p.start; i < p.n; i++ {
-		limit := h.base + i + 1
-		cur := p.basePos + int32(i)
-		lo := max(h.base, limit-int(p.window))
-		if i == p.start {
-			for j := lo; j < limit; j++ {
-				enter(j)
+	w.sel = growI32(w.sel, 3*(h.total+8))
+	// Rows go in tiles of tileCols query columns (rows × the group's
+	// heads): the union of a tile's frequent sets is scored once per
+	// column from keys still in L1, and each column's mass comes out of
+	// one masked vector exp.
+	tileRows := max(1, tileCols/groups)
+	var thr, curs [tileCols]int32
+	for i0 := p.start; i0 < p.n; i0 += tileRows {
+		nr := min(tileRows, p.n-i0)
+		// Row i's frequent set: the entries it sees (position ≤ its own)
+		// ranked within the top k of what it sees.
+		maxThr := int32(-1)
+		for r := 0; r < nr; r++ {
+			i := i0 + r
+			insert(int32(h.base + i))
+			curs[r] = p.basePos + int32(i)
+			k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(curs[r])+1), len(w.avail))
+			thr[r] = -1
+			if k > 0 {
+				thr[r] = w.rank[w.avail[k-1]]
 			}
-		} else {
-			enter(limit - 1)
-			if lo > h.base {
-				w.old[lo-1] = h.first[lo-1]
-			}
+			maxThr = max(maxThr, thr[r])
 		}
-		if i < int(p.window) { // row window−1 resets the last of them
-			for j := 0; j < h.base; j++ {
-				w.old[j] = h.first[j]
-				if cur-h.pos[j] < p.window {
-					enter(j)
-				}
-			}
+		// The tile's queries, d apart, column r·groups+g.
+		w.tileQ = grow(w.tileQ, nr*groups*d)
+		for r := 0; r < nr; r++ {
+			copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
 		}
-		insert(int32(limit - 1))
-		k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(cur)+1), len(w.avail))
-		top, qi := w.avail[:k], qRow(i)
-		// One pass per bucket that frequent can take mass from (with the
-		// paper's order: local's and full's), gathering its entries
-		// without a branch, then their logits per query head and one
-		// vector exp for their mass.
-		for old := freq + 1; int(old) < nc; old++ {
+		union := w.avail[:sort.Search(len(w.avail), func(x int) bool { return w.rank[w.avail[x]] > maxThr })]
+		// Frequent moves mass only from a bucket after its own: entries
+		// whose class rank is before frequent's never move. The rest go
+		// by class rank b: outside the window their mass sits in b, inside
+		// in min(b, local).
+		for b := freq + 1; int(b) < nc; b++ {
 			n := 0
-			for _, j := range top {
-				w.moved[n] = j
-				n += b2i(w.old[j] == old)
+			js, rk, ps := w.sel[:h.total+8], w.sel[h.total+8:2*(h.total+8)], w.sel[2*(h.total+8):]
+			for _, j := range union {
+				js[n], rk[n], ps[n] = j, w.rank[j], h.pos[j]
+				n += b2i(h.first[j] == b)
 			}
 			if n == 0 {
 				continue
 			}
-			js, logits := w.moved[:n], w.logits[:n]
-			var mean float64
-			for g := 0; g < groups; g++ {
-				tensor.DotRowsIdx(logits, w.keys, p.headDim, js, qi[g*p.headDim:(g+1)*p.headDim], float32(p.scale))
-				v := float64(tensor.ExpSum(logits, float32(h.lse[i*groups+g])))
-				if rows > 1 {
-					a.sums[g*nc+int(old)] -= v
-					a.sums[g*nc+int(freq)] += v
-				}
-				mean += v
+			// Padded to whole vectors with entries no row counts (rank
+			// and position beyond every bound), so the kernels run no
+			// scalar tails.
+			for ; n%8 != 0; n++ {
+				js[n], rk[n], ps[n] = 0, math.MaxInt32, math.MaxInt32
 			}
-			if rows == 1 {
-				mean /= float64(groups)
-				a.sums[old] -= mean
-				a.sums[int(freq)] += mean
+			js, rk, ps = js[:n], rk[:n], ps[:n]
+			cols := nr * groups
+			w.logits = grow(w.logits, cols*n)
+			tensor.DotRowsIdxN(w.logits, w.keys, d, js, w.tileQ[:cols*d], cols, float32(p.scale))
+			inOld := min(b, local)
+			for r := 0; r < nr; r++ {
+				i := i0 + r
+				var outSum, inSum float64
+				for g := 0; g < groups; g++ {
+					c := r*groups + g
+					lo, hi := tensor.ExpSumMasked(w.logits[c*n:(c+1)*n], rk, ps, float32(h.lse[i*groups+g]), thr[r], curs[r], curs[r]-p.window+1)
+					if rows > 1 {
+						p.move(a.sums[g*nc:(g+1)*nc], b, inOld, freq, float64(lo), float64(hi))
+					}
+					outSum += float64(lo)
+					inSum += float64(hi)
+				}
+				if rows == 1 {
+					p.move(a.sums[:nc], b, inOld, freq, outSum/float64(groups), inSum/float64(groups))
+				}
 			}
 		}
+	}
+}
+
+// tileCols is pass 2's query columns per tile.
+const tileCols = 8
+
+// move shifts mass frequent keeps earlier into its bucket: out (outside the
+// window) from bucket b, in (inside) from bucket inOld when that is after
+// frequent's.
+func (p *Profiler) move(sums []float64, b, inOld, freq int8, out, in float64) {
+	sums[b] -= out
+	sums[freq] += out
+	if inOld > freq {
+		sums[inOld] -= in
+		sums[freq] += in
 	}
 }
 

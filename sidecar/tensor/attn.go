@@ -54,38 +54,77 @@ func AxpyRowsF16(out []float32, v []uint16, d int, p []float32, next []uint16) {
 }
 
 // DotRowsIdx is DotRows over scattered rows: out[m] = scale·(row idx[m]·q),
-// rows d values apart in k. FastGen's profiler scores each prompt row's
-// frequent set this way, a few dozen rows picked from hundreds.
+// rows d values apart in k.
 func DotRowsIdx(out, k []float32, d int, idx []int32, q []float32, scale float32) {
+	DotRowsIdxN(out, k, d, idx, q, 1, scale)
+}
+
+// DotRowsIdxN is DotRowsIdx for nq queries held d values apart in q:
+// out[c·len(idx)+m] = scale·(row idx[m]·query c). Each row is fetched once
+// for all the queries. FastGen's profiler scores a tile of prompt rows
+// against the union of their frequent sets this way: a few dozen rows
+// picked from hundreds.
+func DotRowsIdxN(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32) {
 	rows := 0
 	if d > 0 {
 		rows = len(k) / d
 	}
-	if len(out) < len(idx) || len(q) < d {
-		panic(fmt.Sprintf("tensor: DotRowsIdx: %d indices, out %d, query %d of %d", len(idx), len(out), len(q), d))
+	if nq < 0 || len(out) < nq*len(idx) || len(q) < nq*d {
+		panic(fmt.Sprintf("tensor: DotRowsIdx: %d queries, %d indices, out %d, queries %d of %d", nq, len(idx), len(out), len(q), d))
 	}
 	for _, j := range idx {
 		if j < 0 || int(j) >= rows {
 			panic(fmt.Sprintf("tensor: DotRowsIdx: row %d of %d", j, rows))
 		}
 	}
-	if d == 0 {
-		clear(out[:len(idx)])
+	if nq == 0 || len(idx) == 0 {
 		return
 	}
-	kern.dotRowsIdx(out, k, d, idx, q, scale)
+	if d == 0 {
+		clear(out[:nq*len(idx)])
+		return
+	}
+	kern.dotRowsIdx(out, k, d, idx, q, nq, scale)
 }
 
-func dotRowsIdxGo(out, k []float32, d int, idx []int32, q []float32, scale float32) {
-	q = q[:d]
-	for m, j := range idx {
-		r := k[int(j)*d:][:d]
-		var s float32
-		for i, v := range r {
-			s += v * q[i]
+func dotRowsIdxGo(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32) {
+	for c := range nq {
+		qc, oc := q[c*d:(c+1)*d], out[c*len(idx):]
+		for m, j := range idx {
+			r := k[int(j)*d:][:d]
+			var s float32
+			for i, v := range r {
+				s += v * qc[i]
+			}
+			oc[m] = s * scale
 		}
-		out[m] = s * scale
 	}
+}
+
+// ExpSumMasked sums e^(x[m]−shift) over the m with rank[m] ≤ maxRank and
+// pos[m] ≤ maxPos, split by position: hi over pos[m] ≥ split, lo below.
+// rank and pos are as long as x. The profiler's pass 2 takes, for one
+// prompt row, the attention mass of its frequent set (rank bound) among
+// the keys it can see (position bound), inside and outside its window.
+func ExpSumMasked(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32) {
+	if len(rank) != len(x) || len(pos) != len(x) {
+		panic(fmt.Sprintf("tensor: ExpSumMasked: %d values, %d ranks, %d positions", len(x), len(rank), len(pos)))
+	}
+	return kern.expSumMasked(x, rank, pos, shift, maxRank, maxPos, split)
+}
+
+func expSumMaskedGo(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32) {
+	for m, v := range x {
+		if rank[m] > maxRank || pos[m] > maxPos {
+			continue
+		}
+		if e := expf(v - shift); pos[m] >= split {
+			hi += e
+		} else {
+			lo += e
+		}
+	}
+	return lo, hi
 }
 
 func checkRows(op string, n, rows, d, vec int) {

@@ -2,6 +2,8 @@
 
 package tensor
 
+import "math"
+
 // Row-block attention kernels (attn_amd64.s). The vector loops cover whole
 // vectors; the wrappers finish rows whose length is not a multiple of 8.
 
@@ -114,27 +116,51 @@ func axpyRowsF16AVX2Go(out []float32, v []uint16, d int, p []float32, next []uin
 }
 
 //go:noescape
-func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, scale float32)
+func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, nq, ostride int, scale float32)
 
-func dotRowsIdxAVX2Go(out, k []float32, d int, idx []int32, q []float32, scale float32) {
-	n, v := len(idx)&^3, d&^7
-	if n == 0 || v == 0 {
-		dotRowsIdxGo(out, k, d, idx, q, scale)
+// idxChunk rows (8 KiB at head dim 64) are scored against every query
+// before the next ones are fetched: they stay in L1 meanwhile.
+const idxChunk = 32
+
+func dotRowsIdxAVX2Go(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32) {
+	n, v := len(idx), d&^7
+	if n < 4 || v == 0 {
+		dotRowsIdxGo(out, k, d, idx, q, nq, scale)
 		return
 	}
-	_ = out[len(idx)-1]
-	dotRowsIdxAVX2(&out[0], &k[0], &idx[0], n, v, d, &q[0], scale)
-	for m := range idx[:n] {
-		if v < d {
-			r := k[int(idx[m])*d:][:d]
-			var s float32
-			for i := v; i < d; i++ {
-				s += r[i] * q[i]
-			}
-			out[m] += s * scale
-		}
+	_, _ = out[nq*n-1], q[nq*d-1]
+	for c0 := 0; c0 < n&^3; c0 += idxChunk {
+		c1 := min(c0+idxChunk, n&^3)
+		dotRowsIdxAVX2(&out[c0], &k[0], &idx[c0], c1-c0, v, d, &q[0], nq, n, scale)
 	}
-	dotRowsIdxGo(out[n:], k, d, idx[n:], q, scale)
+	for c := range nq {
+		qc, oc := q[c*d:(c+1)*d], out[c*n:(c+1)*n]
+		if v < d { // head dims that are not whole vectors
+			for m, j := range idx[:n&^3] {
+				r := k[int(j)*d:][:d]
+				var s float32
+				for i := v; i < d; i++ {
+					s += r[i] * qc[i]
+				}
+				oc[m] += s * scale
+			}
+		}
+		dotRowsIdxGo(oc[n&^3:], k, d, idx[n&^3:], qc, 1, scale)
+	}
+}
+
+//go:noescape
+func expSumMaskedAVX2(x *float32, rank, pos *int32, n int, shift float32, maxRank, maxPos, split1 int32) (lo, hi float32)
+
+func expSumMaskedAVX2Go(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32) {
+	v := len(x) &^ 7
+	if v > 0 && split > math.MinInt32 {
+		lo, hi = expSumMaskedAVX2(&x[0], &rank[0], &pos[0], v, shift, maxRank, maxPos, split-1)
+	} else {
+		v = 0
+	}
+	l, h := expSumMaskedGo(x[v:], rank[v:], pos[v:], shift, maxRank, maxPos, split)
+	return lo + l, hi + h
 }
 
 //go:noescape

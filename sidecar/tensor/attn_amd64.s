@@ -441,12 +441,14 @@ scaledone:
 	VZEROUPPER
 	RET
 
-// func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, scale float32)
-// out[m] = scale·(row idx[m] · q) over the rows' first d values (d a
-// multiple of 8, rows stride floats apart), four rows at a time (n a
-// multiple of 4): each query load feeds four FMAs, and two column halves
-// keep eight accumulator chains in flight.
-TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-60
+// func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, nq, ostride int, scale float32)
+// out[c·ostride + m] = scale·(row idx[m] · query c) for nq queries (stride
+// floats apart, as the rows) over the rows' first d values (d a multiple of
+// 8, rows stride floats apart), four rows at a time (n a multiple of 4).
+// Each quad's rows serve every query while they sit in L1; per query each
+// query load feeds four FMAs, and two column halves keep eight accumulator
+// chains in flight.
+TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-76
 	MOVQ         out+0(FP), DI
 	MOVQ         k+8(FP), R8
 	MOVQ         idx+16(FP), SI
@@ -455,8 +457,7 @@ TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-60
 	SHLQ         $2, DX
 	MOVQ         stride+40(FP), R11
 	SHLQ         $2, R11
-	MOVQ         q+48(FP), R9
-	VBROADCASTSS scale+56(FP), X15
+	VBROADCASTSS scale+72(FP), X15
 
 quad:
 	TESTQ   CX, CX
@@ -473,34 +474,39 @@ quad:
 	MOVLQSX 12(SI), R13
 	IMULQ   R11, R13
 	ADDQ    R8, R13
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
-	XORQ    R10, R10
+	MOVQ    q+48(FP), R9
+	MOVQ    DI, R15
+	MOVQ    nq+56(FP), R14
+
+query:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R10, R10
 
 col16:
-	LEAQ        64(R10), R14
-	CMPQ        R14, DX
+	LEAQ        64(R10), R10
+	CMPQ        R10, DX
 	JGT         col8
-	VMOVUPS     (R9)(R10*1), Y8
-	VMOVUPS     32(R9)(R10*1), Y9
-	VFMADD231PS (AX)(R10*1), Y8, Y0
-	VFMADD231PS (BX)(R10*1), Y8, Y1
-	VFMADD231PS (R12)(R10*1), Y8, Y2
-	VFMADD231PS (R13)(R10*1), Y8, Y3
-	VFMADD231PS 32(AX)(R10*1), Y9, Y4
-	VFMADD231PS 32(BX)(R10*1), Y9, Y5
-	VFMADD231PS 32(R12)(R10*1), Y9, Y6
-	VFMADD231PS 32(R13)(R10*1), Y9, Y7
-	MOVQ        R14, R10
+	VMOVUPS     -64(R9)(R10*1), Y8
+	VMOVUPS     -32(R9)(R10*1), Y9
+	VFMADD231PS -64(AX)(R10*1), Y8, Y0
+	VFMADD231PS -64(BX)(R10*1), Y8, Y1
+	VFMADD231PS -64(R12)(R10*1), Y8, Y2
+	VFMADD231PS -64(R13)(R10*1), Y8, Y3
+	VFMADD231PS -32(AX)(R10*1), Y9, Y4
+	VFMADD231PS -32(BX)(R10*1), Y9, Y5
+	VFMADD231PS -32(R12)(R10*1), Y9, Y6
+	VFMADD231PS -32(R13)(R10*1), Y9, Y7
 	JMP         col16
 
 col8:
+	SUBQ        $64, R10
 	CMPQ        R10, DX
 	JGE         quadreduce
 	VMOVUPS     (R9)(R10*1), Y8
@@ -520,12 +526,108 @@ quadreduce:
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS       X1, X0, X0
 	VMULPS       X15, X0, X0
-	VMOVUPS      X0, (DI)
+	VMOVUPS      X0, (R15)
+	MOVQ         ostride+64(FP), R10
+	LEAQ         (R15)(R10*4), R15
+	ADDQ         R11, R9
+	DECQ         R14
+	JNZ          query
 	ADDQ         $16, DI
 	ADDQ         $16, SI
 	SUBQ         $4, CX
 	JMP          quad
 
 idxdone:
+	VZEROUPPER
+	RET
+
+// func expSumMaskedAVX2(x *float32, rank, pos *int32, n int, shift float32, maxRank, maxPos, split1 int32) (lo, hi float32)
+// Over n entries (a multiple of 8): e = e^(x−shift) as expSumAVX2, zero
+// where rank > maxRank or pos > maxPos, summed into hi where pos > split1
+// and into lo elsewhere.
+TEXT ·expSumMaskedAVX2(SB), NOSPLIT, $96-56
+	MOVL         maxRank+36(FP), AX   // the three bounds, broadcast to locals
+	VMOVD        AX, X3
+	VPBROADCASTD X3, Y3
+	VMOVDQU      Y3, maxr-96(SP)
+	MOVL         maxPos+40(FP), AX
+	VMOVD        AX, X3
+	VPBROADCASTD X3, Y3
+	VMOVDQU      Y3, maxp-64(SP)
+	MOVL         split1+44(FP), AX
+	VMOVD        AX, X3
+	VPBROADCASTD X3, Y3
+	VMOVDQU      Y3, split-32(SP)
+	MOVQ         x+0(FP), SI
+	MOVQ         rank+8(FP), R8
+	MOVQ         pos+16(FP), R9
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS shift+32(FP), Y15
+	VBROADCASTSS expC<>+0(SB), Y14
+	VBROADCASTSS expC<>+4(SB), Y13
+	VBROADCASTSS expC<>+12(SB), Y11
+	VBROADCASTSS expC<>+16(SB), Y10
+	VBROADCASTSS expC<>+44(SB), Y9
+	VPBROADCASTD expC<>+48(SB), Y8
+	VXORPS       Y7, Y7, Y7
+	VXORPS       Y12, Y12, Y12
+
+maskloop:
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y15, Y0, Y0
+	VMOVDQU      (R8), Y4
+	VPCMPGTD     maxr-96(SP), Y4, Y6  // rank > maxRank
+	VMOVDQU      (R9), Y4
+	VPCMPGTD     maxp-64(SP), Y4, Y3  // pos > maxPos
+	VPOR         Y3, Y6, Y6
+	VCMPPS       $1, Y14, Y0, Y3      // below the clamp: exactly 0, as expf
+	VPOR         Y3, Y6, Y6
+	VMAXPS       Y14, Y0, Y0
+	VBROADCASTSS expC<>+8(SB), Y1
+	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
+	VROUNDPS     $1, Y1, Y1           // n = floor(...)
+	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
+	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
+	VBROADCASTSS expC<>+20(SB), Y2
+	VBROADCASTSS expC<>+24(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+28(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+32(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+36(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+40(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VMULPS       Y0, Y0, Y4           // r²
+	VADDPS       Y9, Y0, Y5           // r + 1
+	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
+	VCVTTPS2DQ   Y1, Y1
+	VPADDD       Y8, Y1, Y1
+	VPSLLD       $23, Y1, Y1          // 2^n
+	VMULPS       Y1, Y5, Y5
+	VANDNPS      Y5, Y6, Y5           // masked lanes: 0
+	VMOVDQU      (R9), Y4
+	VPCMPGTD     split-32(SP), Y4, Y4 // pos > split1
+	VANDPS       Y5, Y4, Y3
+	VADDPS       Y3, Y12, Y12
+	VANDNPS      Y5, Y4, Y3
+	VADDPS       Y3, Y7, Y7
+	ADDQ         $32, SI
+	ADDQ         $32, R8
+	ADDQ         $32, R9
+	SUBQ         $8, CX
+	JNZ          maskloop
+
+	VEXTRACTF128 $1, Y7, X0
+	VADDPS       X7, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X0, lo+48(FP)
+	VEXTRACTF128 $1, Y12, X0
+	VADDPS       X12, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X0, hi+52(FP)
 	VZEROUPPER
 	RET

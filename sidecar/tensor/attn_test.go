@@ -185,3 +185,40 @@ func TestDotRowsIdxRejectsBadRows(t *testing.T) {
 		}()
 	}
 }
+
+// TestExpSumMasked checks the masked, split exp sums against float64 on
+// lengths with vector tails and bounds that cut inside every vector.
+func TestExpSumMasked(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, n := range []int{0, 1, 7, 8, 9, 16, 31, 100} {
+			x := make([]float32, n)
+			rank, pos := make([]int32, n), make([]int32, n)
+			for m := range x {
+				x[m] = float32(r.NormFloat64() * 3)
+				if m%13 == 5 {
+					x[m] = -200 // below expf's clamp: contributes 0
+				}
+				rank[m], pos[m] = int32(r.IntN(50)), int32(r.IntN(60))-5
+			}
+			for _, b := range [][3]int32{{49, 60, 0}, {20, 30, 10}, {-1, 60, 0}, {49, -10, 0}, {25, 25, math.MinInt32}, {25, 25, math.MaxInt32}} {
+				const shift = 1.5
+				lo, hi := ExpSumMasked(x, rank, pos, shift, b[0], b[1], b[2])
+				var wlo, whi float64
+				for m := range x {
+					if rank[m] > b[0] || pos[m] > b[1] || x[m] < -100 {
+						continue
+					}
+					if e := math.Exp(float64(x[m]) - shift); pos[m] >= b[2] {
+						whi += e
+					} else {
+						wlo += e
+					}
+				}
+				if math.Abs(float64(lo)-wlo) > 1e-5*wlo+1e-30 || math.Abs(float64(hi)-whi) > 1e-5*whi+1e-30 {
+					t.Fatalf("n=%d bounds %v: lo %g hi %g, want %g %g", n, b, lo, hi, wlo, whi)
+				}
+			}
+		}
+	})
+}

@@ -40,15 +40,17 @@ type kernelSet struct {
 	dotRows    func(out, k []float32, d int, q []float32, scale float32, next []float32)
 	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
 	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
-	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, scale float32)
+	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32)
 	// matVecF32/F16 are dotRows/dotRowsF16 for MatVec's weight rows: same
 	// results, plus prefetching of the rows that follow.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
-	max         func(x []float32) float32             // len(x) > 0
-	scale       func(a float32, x []float32)
+	// expSumMasked is ExpSumMasked (attn.go).
+	expSumMasked func(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32)
+	max          func(x []float32) float32 // len(x) > 0
+	scale        func(a float32, x []float32)
 }
 
 var genericKernels = kernelSet{
@@ -72,16 +74,17 @@ var genericKernels = kernelSet{
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
 
-	dotRows:     dotRowsGo,
-	dotRowsF16:  dotRowsF16Go,
-	matVecF32:   matVecGo,
-	matVecF16:   matVecF16Go,
-	axpyRows:    axpyRowsGo,
-	dotRowsIdx:  dotRowsIdxGo,
-	max:         maxGo,
-	scale:       scaleGo,
-	expSum:      expSumGo,
-	axpyRowsF16: axpyRowsF16Go,
+	dotRows:      dotRowsGo,
+	dotRowsF16:   dotRowsF16Go,
+	matVecF32:    matVecGo,
+	matVecF16:    matVecF16Go,
+	axpyRows:     axpyRowsGo,
+	dotRowsIdx:   dotRowsIdxGo,
+	max:          maxGo,
+	scale:        scaleGo,
+	expSum:       expSumGo,
+	expSumMasked: expSumMaskedGo,
+	axpyRowsF16:  axpyRowsF16Go,
 }
 
 // bestKernels is replaced by an architecture file's init when the CPU has

@@ -88,16 +88,17 @@ var avx2Kernels = kernelSet{
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
 
-	dotRows:     dotRowsAVX2Go,
-	dotRowsF16:  dotRowsF16AVX2Go,
-	matVecF32:   matVecF32AVX2Go,
-	matVecF16:   matVecF16AVX2Go,
-	axpyRows:    axpyRowsAVX2Go,
-	dotRowsIdx:  dotRowsIdxAVX2Go,
-	max:         maxAVX2Go,
-	scale:       scaleAVX2Go,
-	expSum:      expSumAVX2Go,
-	axpyRowsF16: axpyRowsF16AVX2Go,
+	dotRows:      dotRowsAVX2Go,
+	dotRowsF16:   dotRowsF16AVX2Go,
+	matVecF32:    matVecF32AVX2Go,
+	matVecF16:    matVecF16AVX2Go,
+	axpyRows:     axpyRowsAVX2Go,
+	dotRowsIdx:   dotRowsIdxAVX2Go,
+	max:          maxAVX2Go,
+	scale:        scaleAVX2Go,
+	expSum:       expSumAVX2Go,
+	expSumMasked: expSumMaskedAVX2Go,
+	axpyRowsF16:  axpyRowsF16AVX2Go,
 }
 
 func dotAVX2Go(a, b []float32) float32 {
