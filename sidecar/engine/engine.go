@@ -201,15 +201,15 @@ func (t *timedProfiler) Begin(layer, workers int, c *kvcache.Cache, scale float3
 	t.dur += time.Since(start)
 }
 
-func (t *timedProfiler) Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int) {
+func (t *timedProfiler) Row(worker, layer, kvHead, token int, probs, lse []float32, groups, limit int) {
 	rc := &t.rows[worker%len(t.rows)]
 	rc.n++
 	if rc.n%rowSample != 0 {
-		t.p.Row(worker, layer, kvHead, token, q, probs, groups, limit)
+		t.p.Row(worker, layer, kvHead, token, probs, lse, groups, limit)
 		return
 	}
 	start := time.Now()
-	t.p.Row(worker, layer, kvHead, token, q, probs, groups, limit)
+	t.p.Row(worker, layer, kvHead, token, probs, lse, groups, limit)
 	rc.sampled += time.Since(start)
 }
 

@@ -112,6 +112,7 @@ type headAcc struct {
 type headWorker struct {
 	probs, row []float32
 	order      []int32
+	lse        []float32
 	sel        []int32 // a tile's entries of one class rank: index, rank, position
 	rank       []int32
 	avail      []int32
@@ -220,14 +221,18 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 	}
 }
 
-// Row is pass 1 for prompt row token of one head: q holds the group's query
-// rows, probs their attention over the head's first limit entries.
-func (p *Profiler) Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int) {
-	p.accumulate(&p.acc[worker][kvHead], &p.hs[kvHead], p.wrow[worker], kvHead, token, q, probs, limit)
+// Row is pass 1 for prompt row token of one head: probs holds the group's
+// attention over the head's first limit entries, lse each query head's
+// softmax log-normaliser (pass 2 recomputes single probabilities with it).
+func (p *Profiler) Row(worker, layer, kvHead, token int, probs, lse []float32, groups, limit int) {
+	p.accumulate(&p.acc[worker][kvHead], &p.hs[kvHead], p.wrow[worker], token, probs, lse, limit)
 }
 
-func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, kh, i int, q, probs []float32, limit int) {
+func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int, probs, lse []float32, limit int) {
 	groups := p.groups()
+	for g := range groups {
+		h.lse[i*groups+g] = float64(lse[g])
+	}
 	row := probs[:limit]
 	if groups > 1 {
 		row = meanRow(scratch, probs, groups, limit)
@@ -315,22 +320,6 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, kh, i
 		}
 		bucket[nc-1] += max(0, 1-kept)
 	}
-	// The row's log-normaliser per query head, from the row's own token when
-	// its probability is comfortably representable, else from the most
-	// attended entry (probability ≥ 1/limit).
-	for g := 0; g < groups; g++ {
-		pg := probs[g*limit : (g+1)*limit]
-		best := limit - 1
-		if pg[best] < 1e-20 {
-			for j, v := range pg {
-				if v > pg[best] {
-					best = j
-				}
-			}
-		}
-		logit := float64(p.cache.KeyDot(p.layer, kh, best, q[g*p.headDim:(g+1)*p.headDim])) * p.scale
-		h.lse[i*groups+g] = logit - math.Log(float64(pg[best]))
-	}
 }
 
 // rangeSum sums a contiguous run of probabilities with the vector kernel.
@@ -379,9 +368,10 @@ func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cac
 				if recompute {
 					w.probs = grow(w.probs, groups*h.total)
 					w.row = grow(w.row, h.total)
+					w.lse = grow(w.lse, groups)
 					for i := 0; i < p.n; i++ {
-						limit := cache.Probs(layer, kh, qRow(kh, i), groups, h.base+i+1, scale, w.probs[:groups*(h.base+i+1)])
-						p.accumulate(a, h, w.row, kh, i, qRow(kh, i), w.probs[:groups*limit], limit)
+						limit := cache.Probs(layer, kh, qRow(kh, i), groups, h.base+i+1, scale, w.probs[:groups*(h.base+i+1)], w.lse)
+						p.accumulate(a, h, w.row, i, w.probs[:groups*limit], w.lse, limit)
 					}
 				}
 				for _, o := range p.acc[1:] {

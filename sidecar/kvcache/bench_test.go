@@ -33,7 +33,7 @@ func BenchmarkAttend(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					c.Attend(0, 0, q, groups, n, 0.088, out, probs)
+					c.Attend(0, 0, q, groups, n, 0.088, out, probs, nil)
 				}
 				b.ReportMetric(float64(n), "entries")
 			})
@@ -120,7 +120,7 @@ func TestDecodeStepsDoNotAllocate(t *testing.T) {
 		step := func() {
 			c.AppendAt(0, 0, 0, k, v)
 			n := c.Kept(0, 0)
-			c.Attend(0, 0, q, groups, n, 0.25, out, probs)
+			c.Attend(0, 0, q, groups, n, 0.25, out, probs, nil)
 			c.Observe(0, 0, probs, groups, n, &sc)
 			c.TakeEvicted(0, 0)
 			c.Advance(1)
@@ -132,7 +132,7 @@ func TestDecodeStepsDoNotAllocate(t *testing.T) {
 			// A full cache grows, and takes a block every BlockEntries
 			// steps; between those steps nothing is allocated.
 			step = func() {
-				c.Attend(0, 0, q, groups, c.Kept(0, 0), 0.25, out, probs)
+				c.Attend(0, 0, q, groups, c.Kept(0, 0), 0.25, out, probs, nil)
 			}
 		}
 		if a := testing.AllocsPerRun(100, step); a != 0 {

@@ -225,13 +225,14 @@ func (c *Cache) Score(layer, kvHead, i int) float32 {
 // Attend computes attention for the G query heads that share (layer, kvHead)
 // over its first limit entries. q holds G rows of HeadDim; out receives G
 // rows; probs (at least G·limit) receives the attention probabilities, row g
-// at probs[g*limit:]. Only kept entries are visited.
+// at probs[g*limit:], and lse (nil or G long) their log-normalisers. Only
+// kept entries are visited.
 //
 // The loops run block by block: a block's K (or V) rows are loaded once and
 // stay in L1 while every query head of the GQA group uses them, and each
 // (block, head) pair is one kernel call rather than one call per entry.
-func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale float32, out, probs []float32) {
-	limit = c.Probs(layer, kvHead, q, groups, limit, scale, probs)
+func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale float32, out, probs, lse []float32) {
+	limit = c.Probs(layer, kvHead, q, groups, limit, scale, probs, lse)
 	h := c.h(layer, kvHead)
 	d, be := c.pool.headDim, c.pool.blockEntries
 	f16 := c.pool.dtype == F16
@@ -256,8 +257,9 @@ func (c *Cache) Attend(layer, kvHead int, q []float32, groups, limit int, scale 
 
 // Probs computes only the attention probabilities of Attend (profiling
 // recomputes them instead of keeping an L×L map). It returns the number of
-// entries attended, min(limit, Kept).
-func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale float32, probs []float32) int {
+// entries attended, min(limit, Kept). With lse non-nil, lse[g] receives
+// query head g's softmax log-normaliser.
+func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale float32, probs, lse []float32) int {
 	h := c.h(layer, kvHead)
 	if limit > h.n {
 		limit = h.n
@@ -282,7 +284,10 @@ func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale f
 		}
 	}
 	for g := 0; g < groups; g++ {
-		tensor.Softmax(probs[g*limit : (g+1)*limit])
+		l := tensor.SoftmaxLSE(probs[g*limit : (g+1)*limit])
+		if lse != nil {
+			lse[g] = l
+		}
 	}
 	return limit
 }

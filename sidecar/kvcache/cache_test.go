@@ -220,7 +220,7 @@ func TestAttendFirst(t *testing.T) {
 		t.Fatalf("the step attends over %d entries, want 2 kept + the new token", n)
 	}
 	probs, out := make([]float32, n), make([]float32, d)
-	f.c.Attend(0, 0, k, 1, n, 0.5, out, probs)
+	f.c.Attend(0, 0, k, 1, n, 0.5, out, probs, nil)
 	want := make([]float64, d)
 	for j := 0; j < n; j++ {
 		_, vj := kvRows(int(f.c.Pos(0, 0, j)), 1, d)
@@ -546,7 +546,7 @@ func TestAttendMatchesMaskedReference(t *testing.T) {
 				}
 				const scale = 0.4
 				out, probs := make([]float32, groups*d), make([]float32, groups*n)
-				c.Attend(0, 0, q, groups, n, scale, out, probs)
+				c.Attend(0, 0, q, groups, n, scale, out, probs, nil)
 				round := func(x float32) float64 {
 					if dt == F16 {
 						return float64(roundF16(x))

@@ -2,18 +2,6 @@ package kvcache
 
 import "github.com/fastgen/fastgen/sidecar/tensor"
 
-// KeyDot is q·K of one entry (0 ≤ i < Kept): profiling recomputes single
-// attention logits from it instead of keeping whole attention rows.
-func (c *Cache) KeyDot(layer, kvHead, i int, q []float32) float32 {
-	h := c.h(layer, kvHead)
-	be, d := c.pool.blockEntries, c.pool.headDim
-	b, j := &h.blocks[i/be], i%be
-	if c.pool.dtype == F16 {
-		return tensor.DotF16(b.kh[j*d:(j+1)*d], q)
-	}
-	return tensor.Dot(b.kf[j*d:(j+1)*d], q)
-}
-
 // KeysF32 writes the head's kept keys as float32 rows, in entry order, into
 // dst (grown as needed) and returns it: the profiler's pass 2 gathers a few
 // dozen scattered rows per prompt row, cheaply only from one contiguous copy.

@@ -74,7 +74,7 @@ func (f *fixture) step(fl Flags, probsFor func(layer, kh, kept int) []float32) {
 			} else {
 				probs = make([]float32, n)
 				out := make([]float32, d)
-				f.c.Attend(l, kh, k[kh*d:(kh+1)*d], 1, n, 0.5, out, probs)
+				f.c.Attend(l, kh, k[kh*d:(kh+1)*d], 1, n, 0.5, out, probs, nil)
 			}
 			f.c.Observe(l, kh, probs, 1, n, &f.sc)
 		}

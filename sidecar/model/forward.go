@@ -17,7 +17,7 @@ import (
 // queries (row stride qStride) for anything it must recompute.
 type Profiler interface {
 	Begin(layer, workers int, cache *kvcache.Cache, scale float32)
-	Row(worker, layer, kvHead, token int, q, probs []float32, groups, limit int)
+	Row(worker, layer, kvHead, token int, probs, lse []float32, groups, limit int)
 	Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32)
 }
 
@@ -66,6 +66,7 @@ type State struct {
 	logits             []float32
 	attn               attnTask
 	workerProbs        [][]float32 // per worker: groups × ctx
+	workerLSE          [][]float32 // per worker: groups
 	workerScratch      []kvcache.Scratch
 }
 
@@ -74,8 +75,10 @@ func NewState(m *Model, pool *tensor.Pool) *State {
 	s := &State{m: m, pool: pool}
 	c := m.Config
 	s.workerProbs = make([][]float32, pool.Threads())
+	s.workerLSE = make([][]float32, pool.Threads())
 	for i := range s.workerProbs {
 		s.workerProbs[i] = make([]float32, c.Groups()*c.Ctx)
+		s.workerLSE[i] = make([]float32, c.Groups())
 	}
 	s.workerScratch = make([]kvcache.Scratch, pool.Threads())
 	s.attn.s = s
@@ -286,18 +289,18 @@ type attnTask struct {
 func (t *attnTask) Run(worker, lo, hi int) {
 	c := t.s.m.Config
 	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
-	probs := t.s.workerProbs[worker]
+	probs, lse := t.s.workerProbs[worker], t.s.workerLSE[worker]
 	for item := lo; item < hi; item++ {
 		i, kh := item/c.KVHeads, item%c.KVHeads
 		// The batch's keys were appended in order after what the head kept.
 		limit := t.cache.Kept(t.layer, kh) - t.n + i + 1
 		off := i*dim + kh*g*hd
-		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs)
+		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs, lse)
 		if t.obs != nil {
 			t.obs.Attention(worker, t.layer, kh, i, probs[:g*limit], g, limit)
 		}
 		if t.prof != nil {
-			t.prof.Row(worker, t.layer, kh, i, t.s.q[off:off+g*hd], probs[:g*limit], g, limit)
+			t.prof.Row(worker, t.layer, kh, i, probs[:g*limit], lse, g, limit)
 		}
 		if t.observe {
 			t.cache.Observe(t.layer, kh, probs, g, limit, &t.s.workerScratch[worker])

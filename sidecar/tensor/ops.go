@@ -53,16 +53,24 @@ func RMSNorm(out, x, weight []float32, eps float32) {
 // Softmax replaces x by exp(x−max)/Σexp(x−max), which cannot overflow. An
 // all −Inf row (everything masked) becomes all zeros rather than NaN.
 func Softmax(x []float32) {
+	SoftmaxLSE(x)
+}
+
+// SoftmaxLSE is Softmax that also returns the log-normaliser ln Σ e^x[i]
+// (−Inf for an empty or all −Inf row): with it a single probability can be
+// recomputed later from its logit alone.
+func SoftmaxLSE(x []float32) float32 {
 	if len(x) == 0 {
-		return
+		return float32(math.Inf(-1))
 	}
 	mx := kern.max(x)
 	if math.IsInf(float64(mx), -1) {
 		clear(x)
-		return
+		return mx
 	}
 	sum := kern.expSum(x, mx)
 	Scale(float32(1/sum), x)
+	return float32(float64(mx) + math.Log(float64(sum)))
 }
 
 func silu(v float32) float32 { return v / (1 + expf(-v)) }
