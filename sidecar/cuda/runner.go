@@ -251,7 +251,7 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			if err := cu.MemcpyDtoH(f32Ptr(r.qH), r.q, int64(4*n*dim)); err != nil {
 				return err
 			}
-			b.Profiler.Layer(li, r.qH, dim, cache, scale)
+			b.Profiler.Layer(li, r.qH, dim, cache, scale, nil)
 		}
 		run(r.matmul(r.xb2, l.wo, r.att, n))
 		run(r.elementwise("add_rows", n*dim, new(args).p(r.x).p(r.xb2).i(dim).i(dim).i(n*dim)))

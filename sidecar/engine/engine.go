@@ -14,6 +14,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
 )
 
@@ -213,9 +214,9 @@ func (t *timedProfiler) Row(worker, layer, kvHead, token int, probs, lse []float
 	rc.sampled += time.Since(start)
 }
 
-func (t *timedProfiler) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32) {
+func (t *timedProfiler) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32, pool *tensor.Pool) {
 	start := time.Now()
-	t.p.Layer(layer, q, qStride, c, scale)
+	t.p.Layer(layer, q, qStride, c, scale, pool)
 	t.dur += time.Since(start)
 }
 

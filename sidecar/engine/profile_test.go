@@ -8,6 +8,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
 // layerOnly hides the forward pass's rows from the profiler, so that it
@@ -16,8 +17,8 @@ type layerOnly struct{ p *fastgen.Profiler }
 
 func (l layerOnly) Begin(int, int, *kvcache.Cache, float32)                {}
 func (l layerOnly) Row(int, int, int, int, []float32, []float32, int, int) {}
-func (l layerOnly) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32) {
-	l.p.Layer(layer, q, qStride, c, scale)
+func (l layerOnly) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32, pool *tensor.Pool) {
+	l.p.Layer(layer, q, qStride, c, scale, pool)
 }
 
 // TestProfileFromForwardRows: profiling from the rows the forward pass

@@ -2,11 +2,8 @@ package fastgen
 
 import (
 	"math"
-	"runtime"
 	"slices"
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/tensor"
@@ -152,9 +149,6 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 		}
 	}
 	p.hs = make([]headState, nKV)
-	for range min(nKV, runtime.GOMAXPROCS(0)) {
-		p.pass2 = append(p.pass2, &headWorker{})
-	}
 	return p
 }
 
@@ -343,55 +337,73 @@ var ones = func() []float32 {
 	return o
 }()
 
-// Layer finishes one layer, heads in parallel: pass 1's sums merged over
-// workers (or recomputed here when no rows were seen), pass 2, the choice,
-// and the head's scores and policy written to the cache. q holds the n
-// prompt rows of post-RoPE queries (nHeads·headDim each, row stride
+// Layer finishes one layer, heads in parallel on pool's workers (the
+// forward pass's own, already awake; nil: a pool of its own): pass 1's sums
+// merged over workers (or recomputed here when no rows were seen), pass 2,
+// the choice, and the head's scores and policy written to the cache. q holds
+// the n prompt rows of post-RoPE queries (nHeads·headDim each, row stride
 // qStride); scale must be the forward pass's (1/√headDim).
-func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32) {
-	recompute := !p.begun || p.layer != layer
-	if recompute {
+func (p *Profiler) Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32, pool *tensor.Pool) {
+	t := &layerTask{p: p, layer: layer, q: q, qStride: qStride, cache: cache, scale: scale}
+	t.recompute = !p.begun || p.layer != layer
+	if t.recompute {
 		p.Begin(layer, 1, cache, scale)
 	}
-	groups := p.groups()
-	qRow := func(kh, i int) []float32 { return q[i*qStride+kh*groups*p.headDim:][:groups*p.headDim] }
-	results := make([]HeadProfile, p.nKV)
-	var next atomic.Int32
-	var wg sync.WaitGroup
-	for _, w := range p.pass2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for kh := int(next.Add(1) - 1); kh < p.nKV; kh = int(next.Add(1) - 1) {
-				h := &p.hs[kh]
-				a := &p.acc[0][kh]
-				if recompute {
-					w.probs = grow(w.probs, groups*h.total)
-					w.row = grow(w.row, h.total)
-					w.lse = grow(w.lse, groups)
-					for i := 0; i < p.n; i++ {
-						limit := cache.Probs(layer, kh, qRow(kh, i), groups, h.base+i+1, scale, w.probs[:groups*(h.base+i+1)], w.lse)
-						p.accumulate(a, h, w.row, i, w.probs[:groups*limit], w.lse, limit)
-					}
-				}
-				for _, o := range p.acc[1:] {
-					b := &o[kh]
-					tensor.Axpy(1, b.colsum[:h.total], a.colsum[:h.total])
-					for j, v := range b.sums {
-						a.sums[j] += v
-					}
-					a.mass.Special += b.mass.Special
-					a.mass.Punct += b.mass.Punct
-					a.mass.Local += b.mass.Local
-					a.mass.Other += b.mass.Other
-				}
-				results[kh] = p.finish(w, layer, kh, h, a, func(i int) []float32 { return qRow(kh, i) }, cache, scale)
-			}
-		}()
+	start := len(p.heads)
+	p.heads = append(p.heads, make([]HeadProfile, p.nKV)...)
+	t.results = p.heads[start:]
+	if pool == nil { // a caller without a CPU forward pass (the GPU's)
+		pool = tensor.NewPool(0)
+		defer pool.Close()
 	}
-	wg.Wait()
+	for len(p.pass2) < pool.Threads() {
+		p.pass2 = append(p.pass2, &headWorker{})
+	}
+	pool.Parallel(p.nKV, 1, t)
 	p.begun = false
-	p.heads = append(p.heads, results...)
+}
+
+// layerTask is Layer's work, one KV head an item.
+type layerTask struct {
+	p         *Profiler
+	layer     int
+	q         []float32
+	qStride   int
+	cache     *kvcache.Cache
+	scale     float32
+	recompute bool
+	results   []HeadProfile
+}
+
+func (t *layerTask) Run(worker, lo, hi int) {
+	p, w, cache, layer := t.p, t.p.pass2[worker], t.cache, t.layer
+	groups := p.groups()
+	qRow := func(kh, i int) []float32 { return t.q[i*t.qStride+kh*groups*p.headDim:][:groups*p.headDim] }
+	for kh := lo; kh < hi; kh++ {
+		h := &p.hs[kh]
+		a := &p.acc[0][kh]
+		if t.recompute {
+			w.probs = grow(w.probs, groups*h.total)
+			w.row = grow(w.row, h.total)
+			w.lse = grow(w.lse, groups)
+			for i := 0; i < p.n; i++ {
+				limit := cache.Probs(layer, kh, qRow(kh, i), groups, h.base+i+1, t.scale, w.probs[:groups*(h.base+i+1)], w.lse)
+				p.accumulate(a, h, w.row, i, w.probs[:groups*limit], w.lse, limit)
+			}
+		}
+		for _, o := range p.acc[1:] {
+			b := &o[kh]
+			tensor.Axpy(1, b.colsum[:h.total], a.colsum[:h.total])
+			for j, v := range b.sums {
+				a.sums[j] += v
+			}
+			a.mass.Special += b.mass.Special
+			a.mass.Punct += b.mass.Punct
+			a.mass.Local += b.mass.Local
+			a.mass.Other += b.mass.Other
+		}
+		t.results[kh] = p.finish(w, layer, kh, h, a, func(i int) []float32 { return qRow(kh, i) }, cache, t.scale)
+	}
 }
 
 // finish runs pass 2 for one head, chooses its policy, and writes its
@@ -476,6 +488,14 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	// column from keys still in L1, and each column's mass comes out of
 	// one masked vector exp.
 	tileRows := max(1, tileCols/groups)
+	// The class ranks an entry can have (special's, punct's, or none:
+	// full's) that come after frequent's: the buckets it takes mass from.
+	var from []int8
+	for _, r := range []int{p.rankSpecial, p.rankPunct, nc - 1} {
+		if int8(r) > freq && !slices.Contains(from, int8(r)) {
+			from = append(from, int8(r))
+		}
+	}
 	var thr, curs [tileCols]int32
 	for i0 := p.start; i0 < p.n; i0 += tileRows {
 		nr := min(tileRows, p.n-i0)
@@ -503,7 +523,7 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		// whose class rank is before frequent's never move. The rest go
 		// by class rank b: outside the window their mass sits in b, inside
 		// in min(b, local).
-		for b := freq + 1; int(b) < nc; b++ {
+		for _, b := range from {
 			n := 0
 			js, rk, ps := w.sel[:h.total+8], w.sel[h.total+8:2*(h.total+8)], w.sel[2*(h.total+8):]
 			for _, j := range union {

@@ -81,7 +81,7 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 		}
 	}
 	p := NewProfiler(opt, 1, nHeads, b.nKV, hdim, n, basePos, fixed)
-	p.Layer(0, q, stride, c, 1)
+	p.Layer(0, q, stride, c, 1, nil)
 	c.Advance(n)
 	return p.Result()
 }
@@ -312,6 +312,14 @@ func TestProfilerMatchesReference(t *testing.T) {
 			o.GQA = Aggregation(trial % 2)
 			if trial%3 == 0 {
 				o.RecoveryRows = 4
+			}
+			// The paper's ablations reorder and drop components: frequent
+			// then takes mass from class buckets too, or from none.
+			switch trial % 4 {
+			case 1:
+				o.Order = []kvcache.Component{kvcache.Frequent, kvcache.Special, kvcache.Local, kvcache.Punct}
+			case 2:
+				o.Order = []kvcache.Component{kvcache.Special, kvcache.Local, kvcache.Frequent}
 			}
 		})
 		b := newBench(t, nKV)

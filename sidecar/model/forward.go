@@ -18,7 +18,7 @@ import (
 type Profiler interface {
 	Begin(layer, workers int, cache *kvcache.Cache, scale float32)
 	Row(worker, layer, kvHead, token int, probs, lse []float32, groups, limit int)
-	Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32)
+	Layer(layer int, q []float32, qStride int, cache *kvcache.Cache, scale float32, pool *tensor.Pool)
 }
 
 // Batch is one call of the forward pass.
@@ -185,7 +185,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
 		s.pool.Parallel(n*c.KVHeads, max(1, (16<<10)/work), &s.attn)
 		if b.Profiler != nil {
-			b.Profiler.Layer(li, q, dim, cache, scale)
+			b.Profiler.Layer(li, q, dim, cache, scale, s.pool)
 		}
 
 		xb2 := s.xb2[:n*dim]
