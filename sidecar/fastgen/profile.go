@@ -176,8 +176,8 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 		h.pos = growI32(h.pos, h.total)
 		h.flags = growFlags(h.flags, h.total)
 		h.lse = growF64(h.lse, p.n*p.groups())
-		for j := 0; j < h.total; j++ {
-			f := cache.EntryFlags(layer, kh, j)
+		cache.Entries(layer, kh, h.pos, h.flags)
+		for j, f := range h.flags {
 			r := never
 			if f&kvcache.FlagSpecial != 0 {
 				r = min(r, int8(p.rankSpecial))
@@ -185,7 +185,7 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 			if f&kvcache.FlagPunct != 0 {
 				r = min(r, int8(p.rankPunct))
 			}
-			h.first[j], h.pos[j], h.flags[j] = r, cache.Pos(layer, kh, j), f
+			h.first[j] = r
 		}
 		h.static = h.static[:0]
 		for j, f := range h.flags[:h.total] {
@@ -317,25 +317,7 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 }
 
 // rangeSum sums a contiguous run of probabilities with the vector kernel.
-func rangeSum(x []float32) float64 {
-	if len(x) > len(ones) {
-		var s float64
-		for _, v := range x {
-			s += float64(v)
-		}
-		return s
-	}
-	return float64(tensor.Dot(x, ones[:len(x)]))
-}
-
-// ones lets rangeSum use the dot kernel as a vector sum.
-var ones = func() []float32 {
-	o := make([]float32, 1<<16)
-	for i := range o {
-		o[i] = 1
-	}
-	return o
-}()
+func rangeSum(x []float32) float64 { return float64(tensor.Sum(x)) }
 
 // Layer finishes one layer, heads in parallel on pool's workers (the
 // forward pass's own, already awake; nil: a pool of its own): pass 1's sums

@@ -209,6 +209,19 @@ func (c *Cache) Pos(layer, kvHead, i int) int32 {
 	return h.blocks[i/be].pos[i%be]
 }
 
+// Entries copies the positions and flags of the head's first len(pos)
+// entries (len(flags) == len(pos) ≤ Kept) block by block.
+func (c *Cache) Entries(layer, kvHead int, pos []int32, flags []Flags) {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	_ = flags[:len(pos)]
+	for j0 := 0; j0 < len(pos); j0 += be {
+		b := &h.blocks[j0/be]
+		copy(pos[j0:min(j0+be, len(pos))], b.pos)
+		copy(flags[j0:min(j0+be, len(pos))], b.flags)
+	}
+}
+
 func (c *Cache) EntryFlags(layer, kvHead, i int) Flags {
 	h := c.h(layer, kvHead)
 	be := c.pool.blockEntries

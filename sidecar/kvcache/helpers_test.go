@@ -82,11 +82,16 @@ func (f *fixture) step(fl Flags, probsFor func(layer, kh, kept int) []float32) {
 	f.c.Advance(1)
 }
 
-// positions is the sorted set of positions a head keeps.
+// positions is the sorted set of positions a head keeps, read in bulk
+// (Entries) and checked entry by entry against Pos and EntryFlags.
 func (f *fixture) positions(l, kh int) []int32 {
-	var ps []int32
-	for i := 0; i < f.c.Kept(l, kh); i++ {
-		ps = append(ps, f.c.Pos(l, kh, i))
+	n := f.c.Kept(l, kh)
+	ps, fs := make([]int32, n), make([]Flags, n)
+	f.c.Entries(l, kh, ps, fs)
+	for i := range ps {
+		if ps[i] != f.c.Pos(l, kh, i) || fs[i] != f.c.EntryFlags(l, kh, i) {
+			f.t.Fatalf("head (%d,%d) entry %d: Entries says pos %d flags %v, Pos/EntryFlags %d %v", l, kh, i, ps[i], fs[i], f.c.Pos(l, kh, i), f.c.EntryFlags(l, kh, i))
+		}
 	}
 	slices.Sort(ps)
 	return ps

@@ -11,6 +11,14 @@ func Dot(a, b []float32) float32 {
 	return kern.dot(a, b)
 }
 
+// Sum returns Σ x[i].
+func Sum(x []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	return kern.sum(x)
+}
+
 // Axpy computes y += a·x over len(x).
 func Axpy(a float32, x, y []float32) {
 	_ = y[:len(x)]
