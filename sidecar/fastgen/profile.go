@@ -3,7 +3,6 @@ package fastgen
 import (
 	"math"
 	"slices"
-	"sort"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/tensor"
@@ -116,7 +115,7 @@ type headWorker struct {
 	logits     []float32
 	keys       []float32 // the head's keys, contiguous (KeysF32)
 	tileQ      []float32 // a tile's queries, contiguous
-	sortKeys   []uint64
+	sorter     radix
 }
 
 // NewProfiler prepares to profile n new prompt tokens starting at absolute
@@ -298,21 +297,31 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 				}
 			}
 		}
-		bucket := a.sums[g*nc : (g+1)*nc]
-		bucket[p.rankLocal] += local + early
-		kept := local + early
+		// A class entry's class rank is special's or punct's (full's when
+		// its component is dropped); the window moves it to local's when
+		// that comes first. Summed in registers, added once.
+		toLocal := local + early
+		var toSpecial, toPunct, kept float64
 		for _, j := range h.static {
 			if int(j) >= limit {
 				break
 			}
-			k := h.first[j]
-			if cur-h.pos[j] < p.window {
-				k = min(k, int8(p.rankLocal))
+			v := float64(r[j])
+			kept += v
+			switch k := h.first[j]; {
+			case cur-h.pos[j] < p.window && int8(p.rankLocal) < k:
+				toLocal += v
+			case k == int8(p.rankSpecial):
+				toSpecial += v
+			default:
+				toPunct += v
 			}
-			bucket[k] += float64(r[j])
-			kept += float64(r[j])
 		}
-		bucket[nc-1] += max(0, 1-kept)
+		bucket := a.sums[g*nc : (g+1)*nc]
+		bucket[p.rankLocal] += toLocal
+		bucket[p.rankSpecial] += toSpecial
+		bucket[p.rankPunct] += toPunct
+		bucket[nc-1] += max(0, 1-kept-local-early)
 	}
 }
 
@@ -430,32 +439,20 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	groups := p.groups()
 	nc := len(p.candidates)
 	colsum := a.colsum[:h.total]
-	// Descending column sum, ties to the older entry, as one sort of
-	// integer keys: sums are ≥ 0, so their bits order as they do, and
-	// complemented they sort descending above the entry index.
-	w.sortKeys = w.sortKeys[:0]
-	for j, v := range colsum {
-		w.sortKeys = append(w.sortKeys, uint64(^math.Float32bits(v))<<32|uint64(j))
-	}
-	slices.Sort(w.sortKeys)
-	w.order = w.order[:0]
-	for _, k := range w.sortKeys {
-		w.order = append(w.order, int32(uint32(k)))
-	}
-	// rank[j] is entry j's place in the final ranking; avail holds, in rank
-	// order, the entries row i can see (index < limit). Rows grow by one
-	// entry each, inserted at its rank, so each row's frequent set is a
-	// prefix of avail rather than a scan of the whole ranking.
+	w.order = w.sorter.descending(colsum, w.order)
+	// rank[j] is entry j's place in the final ranking; avail holds, in
+	// order, the ranks of the entries row i can see (index < limit). Rows
+	// grow by one entry each, inserted at its rank, so each row's frequent
+	// set is a prefix of avail rather than a scan of the whole ranking.
 	w.rank = growI32(w.rank, h.total)
 	for r, j := range w.order {
 		w.rank[j] = int32(r)
 	}
 	w.avail = w.avail[:0]
 	insert := func(j int32) {
-		at := sort.Search(len(w.avail), func(x int) bool { return w.rank[w.avail[x]] > w.rank[j] })
-		w.avail = append(w.avail, 0)
-		copy(w.avail[at+1:], w.avail[at:])
-		w.avail[at] = j
+		r := w.rank[j]
+		at, _ := slices.BinarySearch(w.avail, r)
+		w.avail = slices.Insert(w.avail, at, r)
 	}
 	for j := 0; j < h.base+p.start; j++ {
 		insert(int32(j))
@@ -491,7 +488,7 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 			k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(curs[r])+1), len(w.avail))
 			thr[r] = -1
 			if k > 0 {
-				thr[r] = w.rank[w.avail[k-1]]
+				thr[r] = w.avail[k-1]
 			}
 			maxThr = max(maxThr, thr[r])
 		}
@@ -500,7 +497,8 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		for r := 0; r < nr; r++ {
 			copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
 		}
-		union := w.avail[:sort.Search(len(w.avail), func(x int) bool { return w.rank[w.avail[x]] > maxThr })]
+		end, _ := slices.BinarySearch(w.avail, maxThr+1)
+		union := w.avail[:end]
 		// Frequent moves mass only from a bucket after its own: entries
 		// whose class rank is before frequent's never move. The rest go
 		// by class rank b: outside the window their mass sits in b, inside
@@ -508,8 +506,9 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		for _, b := range from {
 			n := 0
 			js, rk, ps := w.sel[:h.total+8], w.sel[h.total+8:2*(h.total+8)], w.sel[2*(h.total+8):]
-			for _, j := range union {
-				js[n], rk[n], ps[n] = j, w.rank[j], h.pos[j]
+			for _, r := range union {
+				j := w.order[r]
+				js[n], rk[n], ps[n] = j, r, h.pos[j]
 				n += b2i(h.first[j] == b)
 			}
 			if n == 0 {
@@ -559,6 +558,52 @@ func (p *Profiler) move(sums []float64, b, inOld, freq int8, out, in float64) {
 		sums[inOld] -= in
 		sums[freq] += in
 	}
+}
+
+// radix sorts column sums: a few microseconds for a head's prompt, where a
+// comparison sort took tens, once per head and layer.
+type radix struct {
+	keys, keys2   []uint32
+	order, order2 []int32
+}
+
+// descending returns (in dst's storage) the indices of x by descending
+// value, ties to the lower index: a stable LSD radix sort of the values'
+// complemented bits, which order as the values do since x ≥ 0.
+func (r *radix) descending(x []float32, dst []int32) []int32 {
+	n := len(x)
+	r.keys, r.keys2 = growU32(r.keys, n), growU32(r.keys2, n)
+	r.order, r.order2 = growI32(dst, n), growI32(r.order2, n)
+	for j, v := range x {
+		r.keys[j], r.order[j] = ^math.Float32bits(v), int32(j)
+	}
+	for shift := uint(0); shift < 32; shift += 8 {
+		var count [257]int
+		for _, k := range r.keys {
+			count[(k>>shift)&0xff+1]++
+		}
+		if count[(r.keys[0]>>shift)&0xff+1] == n {
+			continue // one digit value: the pass would not move anything
+		}
+		for b := 1; b < 257; b++ {
+			count[b] += count[b-1]
+		}
+		for m, k := range r.keys {
+			at := &count[(k>>shift)&0xff]
+			r.keys2[*at], r.order2[*at] = k, r.order[m]
+			*at++
+		}
+		r.keys, r.keys2 = r.keys2, r.keys
+		r.order, r.order2 = r.order2, r.order
+	}
+	return r.order
+}
+
+func growU32(s []uint32, n int) []uint32 {
+	if cap(s) < n {
+		return make([]uint32, n)
+	}
+	return s[:n]
 }
 
 // b2i is 1 for true: the compiler makes it a flag set, not a branch.

@@ -441,16 +441,27 @@ scaledone:
 	VZEROUPPER
 	RET
 
+// Four dot products (rows AX, BX, R12, R13 against one query in Y0–Y3)
+// reduced to X0, scaled, and stored at (R15).
+#define QUADSTORE(A0, A1, A2, A3, X0R, X1R, DST) \
+	VHADDPS      A1, A0, A0 \
+	VHADDPS      A3, A2, A2 \
+	VHADDPS      A2, A0, A0 \
+	VEXTRACTF128 $1, A0, X1R \
+	VADDPS       X1R, X0R, X0R \
+	VMULPS       X15, X0R, X0R \
+	VMOVUPS      X0R, DST
+
 // func dotRowsIdxAVX2(out *float32, k *float32, idx *int32, n, d, stride int, q *float32, nq, ostride int, scale float32)
 // out[c·ostride + m] = scale·(row idx[m] · query c) for nq queries (stride
 // floats apart, as the rows) over the rows' first d values (d a multiple of
 // 8, rows stride floats apart), four rows at a time (n a multiple of 4).
-// Each quad's rows serve every query while they sit in L1; per query each
-// query load feeds four FMAs, and two column halves keep eight accumulator
-// chains in flight.
+// Each quad's rows serve every query while they sit in L1, two queries at a
+// time: per eight columns, six loads feed eight FMAs into eight independent
+// accumulators (4 rows × 2 queries), so the FMA pipes, not the loads, set
+// the pace.
 TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-76
 	MOVQ         out+0(FP), DI
-	MOVQ         k+8(FP), R8
 	MOVQ         idx+16(FP), SI
 	MOVQ         n+24(FP), CX
 	MOVQ         d+32(FP), DX
@@ -462,6 +473,7 @@ TEXT ·dotRowsIdxAVX2(SB), NOSPLIT, $0-76
 quad:
 	TESTQ   CX, CX
 	JZ      idxdone
+	MOVQ    k+8(FP), R8
 	MOVLQSX (SI), AX
 	IMULQ   R11, AX
 	ADDQ    R8, AX
@@ -478,7 +490,10 @@ quad:
 	MOVQ    DI, R15
 	MOVQ    nq+56(FP), R14
 
-query:
+pair:
+	CMPQ   R14, $2
+	JLT    single
+	LEAQ   (R9)(R11*1), R8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -489,53 +504,58 @@ query:
 	VXORPS Y7, Y7, Y7
 	XORQ   R10, R10
 
-col16:
-	LEAQ        64(R10), R10
+pcol:
+	VMOVUPS     (R9)(R10*1), Y12
+	VMOVUPS     (R8)(R10*1), Y13
+	VMOVUPS     (AX)(R10*1), Y8
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y8, Y13, Y4
+	VMOVUPS     (BX)(R10*1), Y9
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y9, Y13, Y5
+	VMOVUPS     (R12)(R10*1), Y10
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y10, Y13, Y6
+	VMOVUPS     (R13)(R10*1), Y11
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y11, Y13, Y7
+	ADDQ        $32, R10
 	CMPQ        R10, DX
-	JGT         col8
-	VMOVUPS     -64(R9)(R10*1), Y8
-	VMOVUPS     -32(R9)(R10*1), Y9
-	VFMADD231PS -64(AX)(R10*1), Y8, Y0
-	VFMADD231PS -64(BX)(R10*1), Y8, Y1
-	VFMADD231PS -64(R12)(R10*1), Y8, Y2
-	VFMADD231PS -64(R13)(R10*1), Y8, Y3
-	VFMADD231PS -32(AX)(R10*1), Y9, Y4
-	VFMADD231PS -32(BX)(R10*1), Y9, Y5
-	VFMADD231PS -32(R12)(R10*1), Y9, Y6
-	VFMADD231PS -32(R13)(R10*1), Y9, Y7
-	JMP         col16
+	JLT         pcol
+	QUADSTORE(Y0, Y1, Y2, Y3, X0, X1, (R15))
+	MOVQ        ostride+64(FP), R8
+	LEAQ        (R15)(R8*4), R15
+	QUADSTORE(Y4, Y5, Y6, Y7, X4, X5, (R15))
+	LEAQ        (R15)(R8*4), R15
+	LEAQ        (R9)(R11*2), R9
+	SUBQ        $2, R14
+	JMP         pair
 
-col8:
-	SUBQ        $64, R10
+single:
+	TESTQ  R14, R14
+	JZ     nextquad
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R10, R10
+
+scol:
+	VMOVUPS     (R9)(R10*1), Y12
+	VFMADD231PS (AX)(R10*1), Y12, Y0
+	VFMADD231PS (BX)(R10*1), Y12, Y1
+	VFMADD231PS (R12)(R10*1), Y12, Y2
+	VFMADD231PS (R13)(R10*1), Y12, Y3
+	ADDQ        $32, R10
 	CMPQ        R10, DX
-	JGE         quadreduce
-	VMOVUPS     (R9)(R10*1), Y8
-	VFMADD231PS (AX)(R10*1), Y8, Y0
-	VFMADD231PS (BX)(R10*1), Y8, Y1
-	VFMADD231PS (R12)(R10*1), Y8, Y2
-	VFMADD231PS (R13)(R10*1), Y8, Y3
+	JLT         scol
+	QUADSTORE(Y0, Y1, Y2, Y3, X0, X1, (R15))
 
-quadreduce:
-	VADDPS       Y4, Y0, Y0
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y2
-	VHADDPS      Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VMULPS       X15, X0, X0
-	VMOVUPS      X0, (R15)
-	MOVQ         ostride+64(FP), R10
-	LEAQ         (R15)(R10*4), R15
-	ADDQ         R11, R9
-	DECQ         R14
-	JNZ          query
-	ADDQ         $16, DI
-	ADDQ         $16, SI
-	SUBQ         $4, CX
-	JMP          quad
+nextquad:
+	ADDQ $16, DI
+	ADDQ $16, SI
+	SUBQ $4, CX
+	JMP  quad
 
 idxdone:
 	VZEROUPPER
