@@ -302,7 +302,10 @@ func (s *Session) DecodeObserved(ctx context.Context, token int, obs model.Atten
 	f := [1]kvcache.Flags{s.e.Classes.Of(token)}
 	t := [1]int{token}
 	s.e.compute.Lock()
-	logits, err := s.state.Forward(s.cache, model.Batch{Tokens: t[:], Flags: f[:], Observe: true, Attention: obs})
+	// A full cache never ranks its entries (no policy, and it is never
+	// re-profiled), so it skips the per-token score bookkeeping.
+	observe := s.kv.Mode != kvcache.ModeFull
+	logits, err := s.state.Forward(s.cache, model.Batch{Tokens: t[:], Flags: f[:], Observe: observe, Attention: obs})
 	s.e.compute.Unlock()
 	if err != nil {
 		return nil, err
