@@ -184,7 +184,22 @@ type timedProfiler struct {
 	dur     time.Duration
 	workers int
 	rows    [64]rowClock // per worker (pools have fewer threads)
+	clock   time.Duration
 }
+
+// clockCost is what reading the clock around an interval adds to it: the
+// mean of empty intervals, measured once per process. Each sampled row
+// stands for rowSample rows, so uncorrected this would be counted as
+// profiling rowSample times over.
+var clockCost = sync.OnceValue(func() time.Duration {
+	const n = 2000
+	var sum time.Duration
+	for range n {
+		start := time.Now()
+		sum += time.Since(start)
+	}
+	return sum / n
+})
 
 // rowClock is one worker's row timing, padded to its own cache line.
 type rowClock struct {
@@ -211,7 +226,7 @@ func (t *timedProfiler) Row(worker, layer, kvHead, token int, probs, lse []float
 	}
 	start := time.Now()
 	t.p.Row(worker, layer, kvHead, token, probs, lse, groups, limit)
-	rc.sampled += time.Since(start)
+	rc.sampled += time.Since(start) - t.clock
 }
 
 func (t *timedProfiler) Layer(layer int, q []float32, qStride int, c *kvcache.Cache, scale float32, pool *tensor.Pool) {
@@ -252,7 +267,7 @@ func (s *Session) Prefill(ctx context.Context, tokens []int, hold bool) ([]float
 		if len(opt.Order) == 0 {
 			opt = fastgen.Defaults()
 		}
-		prof = &timedProfiler{p: fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(tokens), s.cache.Len(), fixed)}
+		prof = &timedProfiler{p: fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(tokens), s.cache.Len(), fixed), clock: clockCost()}
 	}
 	b := model.Batch{Tokens: tokens, Flags: s.flags(tokens), Ctx: ctx}
 	if s.OnProgress != nil {
