@@ -198,7 +198,11 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
 		s.matmul(hb, l.gate, xb, n)
 		s.matmul(hb2, l.up, xb, n)
-		tensor.SwiGLU(hb, hb, hb2)
+		if n > 1 {
+			tensor.SwiGLUParallel(s.pool, hb, hb, hb2)
+		} else {
+			tensor.SwiGLU(hb, hb, hb2)
+		}
 		s.matmul(xb2, l.down, hb, n)
 		addTo(x, xb2)
 	}

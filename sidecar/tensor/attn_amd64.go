@@ -164,6 +164,18 @@ func expSumMaskedAVX2Go(x []float32, rank, pos []int32, shift float32, maxRank, 
 }
 
 //go:noescape
+func swigluAVX2(out, gate, up *float32, n int)
+
+func swigluAVX2Go(out, gate, up []float32) {
+	v := len(gate) &^ 7
+	if v > 0 {
+		_, _ = out[v-1], up[v-1]
+		swigluAVX2(&out[0], &gate[0], &up[0], v)
+	}
+	swigluGo(out[v:], gate[v:], up[v:])
+}
+
+//go:noescape
 func expSumAVX2(x *float32, n int, mx float32) float32
 
 func expSumAVX2Go(x []float32, mx float32) float32 {

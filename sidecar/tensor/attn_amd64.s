@@ -651,3 +651,64 @@ maskloop:
 	MOVSS        X0, hi+52(FP)
 	VZEROUPPER
 	RET
+
+DATA swigluHi<>+0(SB)/4, $88.0
+GLOBL swigluHi<>(SB), RODATA|NOPTR, $4
+
+// func swigluAVX2(out, gate, up *float32, n int)
+// out[i] = gate[i]·up[i] / (1 + e^−gate[i]) for n a multiple of 8, e^x as
+// expSumAVX2 with x clamped to [−87.3, 88] (outside it the quotient is
+// gate·up or 0 to float precision either way). out may alias gate or up.
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-32
+	MOVQ         out+0(FP), DI
+	MOVQ         gate+8(FP), SI
+	MOVQ         up+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS expC<>+0(SB), Y14
+	VBROADCASTSS expC<>+4(SB), Y13
+	VBROADCASTSS swigluHi<>+0(SB), Y12
+	VBROADCASTSS expC<>+12(SB), Y11
+	VBROADCASTSS expC<>+16(SB), Y10
+	VBROADCASTSS expC<>+44(SB), Y9
+	VPBROADCASTD expC<>+48(SB), Y8
+
+swiglu:
+	VMOVUPS      (SI), Y15
+	VXORPS       Y0, Y0, Y0
+	VSUBPS       Y15, Y0, Y0          // x = −g
+	VMINPS       Y12, Y0, Y0
+	VMAXPS       Y14, Y0, Y0
+	VBROADCASTSS expC<>+8(SB), Y1
+	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
+	VROUNDPS     $1, Y1, Y1           // n = floor(...)
+	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
+	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
+	VBROADCASTSS expC<>+20(SB), Y2
+	VBROADCASTSS expC<>+24(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+28(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+32(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+36(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VBROADCASTSS expC<>+40(SB), Y3
+	VFMADD213PS  Y3, Y0, Y2
+	VMULPS       Y0, Y0, Y4           // r²
+	VADDPS       Y9, Y0, Y5           // r + 1
+	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
+	VCVTTPS2DQ   Y1, Y1
+	VPADDD       Y8, Y1, Y1
+	VPSLLD       $23, Y1, Y1          // 2^n
+	VMULPS       Y1, Y5, Y5           // e^−g
+	VADDPS       Y9, Y5, Y5           // 1 + e^−g
+	VMULPS       (DX), Y15, Y1        // g·u
+	VDIVPS       Y5, Y1, Y1
+	VMOVUPS      Y1, (DI)
+	ADDQ         $32, SI
+	ADDQ         $32, DX
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JNZ          swiglu
+	VZEROUPPER
+	RET

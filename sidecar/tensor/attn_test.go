@@ -222,3 +222,41 @@ func TestExpSumMasked(t *testing.T) {
 		}
 	})
 }
+
+// TestSwiGLU checks the gated activation against float64 on every path, at
+// lengths with vector tails, gates far into both tails of the sigmoid, and
+// with out aliasing gate (as the forward pass calls it); SwiGLUParallel
+// must give the same bits as the serial kernel.
+func TestSwiGLU(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		pool := NewPool(2)
+		defer pool.Close()
+		for _, n := range []int{1, 7, 8, 9, 33, 20000} {
+			g, u := randVec(r, n), randVec(r, n)
+			for i := range g {
+				g[i] *= 6
+				switch i % 17 {
+				case 3:
+					g[i] = -120 // e^−g overflows: the product is 0
+				case 5:
+					g[i] = 95 // e^−g underflows: the product is g·u
+				}
+			}
+			out := append([]float32(nil), g...)
+			SwiGLU(out, out, u)
+			par := make([]float32, n)
+			SwiGLUParallel(pool, par, g, u)
+			for i := range g {
+				x := float64(g[i])
+				want := x / (1 + math.Exp(-x)) * float64(u[i])
+				if d := math.Abs(float64(out[i]) - want); d > 2e-6*math.Abs(want)+1e-30 {
+					t.Fatalf("n=%d [%d]: SwiGLU(%g, %g) = %g, want %g", n, i, g[i], u[i], out[i], want)
+				}
+				if par[i] != out[i] {
+					t.Fatalf("n=%d [%d]: parallel %g, serial %g", n, i, par[i], out[i])
+				}
+			}
+		}
+	})
+}

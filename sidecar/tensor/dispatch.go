@@ -47,6 +47,7 @@ type kernelSet struct {
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
+	swiglu      func(out, gate, up []float32)         // len(out), len(up) ≥ len(gate)
 	// expSumMasked is ExpSumMasked (attn.go).
 	expSumMasked func(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32)
 	max          func(x []float32) float32 // len(x) > 0
@@ -84,6 +85,7 @@ var genericKernels = kernelSet{
 	scale:        scaleGo,
 	expSum:       expSumGo,
 	expSumMasked: expSumMaskedGo,
+	swiglu:       swigluGo,
 	axpyRowsF16:  axpyRowsF16Go,
 }
 

@@ -98,6 +98,7 @@ var avx2Kernels = kernelSet{
 	scale:        scaleAVX2Go,
 	expSum:       expSumAVX2Go,
 	expSumMasked: expSumMaskedAVX2Go,
+	swiglu:       swigluAVX2Go,
 	axpyRowsF16:  axpyRowsF16AVX2Go,
 }
 

@@ -95,7 +95,33 @@ func SwiGLU(out, gate, up []float32) {
 	if len(up) < len(gate) || len(out) < len(gate) {
 		panic(fmt.Sprintf("tensor: SwiGLU: gate %d, up %d, out %d", len(gate), len(up), len(out)))
 	}
+	kern.swiglu(out, gate, up)
+}
+
+func swigluGo(out, gate, up []float32) {
 	for i, g := range gate {
 		out[i] = silu(g) * up[i]
 	}
+}
+
+// SwiGLUParallel is SwiGLU split over the pool's threads: a prefill's
+// batch × hidden elements would otherwise run on one core while the
+// others wait for the next matrix product.
+func SwiGLUParallel(p *Pool, out, gate, up []float32) {
+	if len(up) < len(gate) || len(out) < len(gate) {
+		panic(fmt.Sprintf("tensor: SwiGLU: gate %d, up %d, out %d", len(gate), len(up), len(out)))
+	}
+	p.sw = swigluTask{out: out, gate: gate, up: up}
+	p.Parallel((len(gate)+swigluGrain-1)/swigluGrain, 1, &p.sw)
+	p.sw = swigluTask{}
+}
+
+// swigluGrain elements (a few microseconds) make one unit of parallel work.
+const swigluGrain = 8192
+
+type swigluTask struct{ out, gate, up []float32 }
+
+func (t *swigluTask) Run(_, lo, hi int) {
+	a, b := lo*swigluGrain, min(hi*swigluGrain, len(t.gate))
+	kern.swiglu(t.out[a:b], t.gate[a:b], t.up[a:b])
 }

@@ -54,6 +54,7 @@ type Pool struct {
 	work []workerScratch
 	mv   matVecTask
 	mm   matMulTask
+	sw   swigluTask
 	bw   bandwidthTask
 	fl   flopsTask
 }
