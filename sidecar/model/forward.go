@@ -65,6 +65,7 @@ type State struct {
 	cos, sin           []float32 // batch × ropeDim/2
 	logits             []float32
 	attn               attnTask
+	rows               rowTask
 	workerProbs        [][]float32 // per worker: groups × ctx
 	workerLSE          [][]float32 // per worker: groups
 	workerScratch      []kvcache.Scratch
@@ -155,9 +156,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		}
 		l := &s.m.layers[li]
 		xb := s.xb[:n*dim]
-		for i := 0; i < n; i++ {
-			tensor.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.attnNorm, c.Eps)
-		}
+		s.perRow(n, rowTask{op: rowNorm, dst: xb, src: x, norm: l.attnNorm})
 		q, k, v := s.q[:n*dim], s.k[:n*kvd], s.v[:n*kvd]
 		s.matmul(q, l.wq, xb, n)
 		s.matmul(k, l.wk, xb, n)
@@ -169,9 +168,8 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 				addTo(v[i*kvd:(i+1)*kvd], l.bv)
 			}
 		}
+		s.perRow(n, rowTask{op: rowRope, dst: q, src: k})
 		for i := 0; i < n; i++ {
-			s.rope(q[i*dim:(i+1)*dim], c.Heads, i)
-			s.rope(k[i*kvd:(i+1)*kvd], c.KVHeads, i)
 			cache.AppendAt(li, i, b.Flags[i], k[i*kvd:(i+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
 
@@ -190,11 +188,8 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 
 		xb2 := s.xb2[:n*dim]
 		s.matmul(xb2, l.wo, s.att[:n*dim], n)
-		addTo(x, xb2)
-
-		for i := 0; i < n; i++ {
-			tensor.RMSNorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], l.ffnNorm, c.Eps)
-		}
+		s.perRow(n, rowTask{op: rowAdd, dst: x, src: xb2})
+		s.perRow(n, rowTask{op: rowNorm, dst: xb, src: x, norm: l.ffnNorm})
 		hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
 		s.matmul(hb, l.gate, xb, n)
 		s.matmul(hb2, l.up, xb, n)
@@ -204,7 +199,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 			tensor.SwiGLU(hb, hb, hb2)
 		}
 		s.matmul(xb2, l.down, hb, n)
-		addTo(x, xb2)
+		s.perRow(n, rowTask{op: rowAdd, dst: x, src: xb2})
 	}
 	cache.Advance(n)
 
@@ -231,6 +226,51 @@ func (s *State) matmul(out []float32, w *tensor.Matrix, x []float32, n int) {
 		return
 	}
 	tensor.MatMul(s.pool, out, w, x, n)
+}
+
+// rowTask is one of the forward pass's per-row steps over a range of batch
+// rows. In a prefill they spread over the pool rather than running on one
+// core between the matrix products; a decode step's single row runs inline.
+type rowTask struct {
+	s        *State
+	op       rowOp
+	dst, src []float32 // rows of dim (rowRope: q and k rows)
+	norm     []float32 // rowNorm's weight
+}
+
+type rowOp int
+
+const (
+	rowNorm rowOp = iota // dst = RMSNorm(src)·norm
+	rowAdd               // dst += src (the residual stream)
+	rowRope              // rotate dst (queries) and src (keys) in place
+)
+
+// perRow runs t over the batch's n rows, eight or more to a chunk.
+func (s *State) perRow(n int, t rowTask) {
+	t.s = s
+	s.rows = t
+	s.pool.Parallel(n, 8, &s.rows)
+	s.rows = rowTask{}
+}
+
+func (t *rowTask) Run(_, lo, hi int) {
+	c := t.s.m.Config
+	dim, kvd := c.Dim, c.KVHeads*c.HeadDim
+	switch t.op {
+	case rowNorm:
+		for i := lo; i < hi; i++ {
+			tensor.RMSNorm(t.dst[i*dim:(i+1)*dim], t.src[i*dim:(i+1)*dim], t.norm, c.Eps)
+		}
+	case rowAdd:
+		// Axpy with a = 1 rounds exactly as dst[i] += src[i].
+		tensor.Axpy(1, t.src[lo*dim:hi*dim], t.dst[lo*dim:hi*dim])
+	case rowRope:
+		for i := lo; i < hi; i++ {
+			t.s.rope(t.dst[i*dim:(i+1)*dim], c.Heads, i)
+			t.s.rope(t.src[i*kvd:(i+1)*kvd], c.KVHeads, i)
+		}
+	}
 }
 
 func addTo(dst, src []float32) {

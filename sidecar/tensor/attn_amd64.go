@@ -164,6 +164,18 @@ func expSumMaskedAVX2Go(x []float32, rank, pos []int32, shift float32, maxRank, 
 }
 
 //go:noescape
+func mulScaleAVX2(out, x, w *float32, n int, s float32)
+
+func mulScaleAVX2Go(out, x, w []float32, s float32) {
+	v := len(x) &^ 7
+	if v > 0 {
+		_, _ = out[v-1], w[v-1]
+		mulScaleAVX2(&out[0], &x[0], &w[0], v, s)
+	}
+	mulScaleGo(out[v:], x[v:], w[v:], s)
+}
+
+//go:noescape
 func swigluAVX2(out, gate, up *float32, n int)
 
 func swigluAVX2Go(out, gate, up []float32) {

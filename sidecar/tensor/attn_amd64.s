@@ -712,3 +712,24 @@ swiglu:
 	JNZ          swiglu
 	VZEROUPPER
 	RET
+
+// func mulScaleAVX2(out, x, w *float32, n int, s float32)
+// out[i] = x[i]·s·w[i] for n a multiple of 8, rounded as the scalar loop.
+TEXT ·mulScaleAVX2(SB), NOSPLIT, $0-36
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS s+32(FP), Y15
+
+mulscale:
+	VMULPS  (SI), Y15, Y0
+	VMULPS  (DX), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     mulscale
+	VZEROUPPER
+	RET

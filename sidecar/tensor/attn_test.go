@@ -260,3 +260,30 @@ func TestSwiGLU(t *testing.T) {
 		}
 	})
 }
+
+// TestRMSNormSizes checks RMSNorm against float64 on every path at lengths
+// with vector tails, out aliasing x as the forward pass never does and
+// separate as it does.
+func TestRMSNormSizes(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(13, 14))
+		for _, n := range []int{1, 5, 8, 17, 288, 771} {
+			x, w := randVec(r, n), randVec(r, n)
+			var ss float64
+			for _, v := range x {
+				ss += float64(v) * float64(v)
+			}
+			s := 1 / math.Sqrt(ss/float64(n)+1e-5)
+			out := make([]float32, n)
+			RMSNorm(out, x, w, 1e-5)
+			in := append([]float32(nil), x...)
+			RMSNorm(in, in, w, 1e-5)
+			for i := range x {
+				want := float64(x[i]) * s * float64(w[i])
+				if d := math.Abs(float64(out[i]) - want); d > 1e-6*math.Abs(want)+1e-7 || in[i] != out[i] {
+					t.Fatalf("n=%d [%d]: %g (in place %g), want %g", n, i, out[i], in[i], want)
+				}
+			}
+		}
+	})
+}

@@ -48,6 +48,7 @@ type kernelSet struct {
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
 	swiglu      func(out, gate, up []float32)         // len(out), len(up) ≥ len(gate)
+	mulScale    func(out, x, w []float32, s float32)  // out[i] = x[i]·s·w[i]
 	// expSumMasked is ExpSumMasked (attn.go).
 	expSumMasked func(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32)
 	max          func(x []float32) float32 // len(x) > 0
@@ -86,6 +87,7 @@ var genericKernels = kernelSet{
 	expSum:       expSumGo,
 	expSumMasked: expSumMaskedGo,
 	swiglu:       swigluGo,
+	mulScale:     mulScaleGo,
 	axpyRowsF16:  axpyRowsF16Go,
 }
 

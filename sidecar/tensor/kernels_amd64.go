@@ -99,6 +99,7 @@ var avx2Kernels = kernelSet{
 	expSum:       expSumAVX2Go,
 	expSumMasked: expSumMaskedAVX2Go,
 	swiglu:       swigluAVX2Go,
+	mulScale:     mulScaleAVX2Go,
 	axpyRowsF16:  axpyRowsF16AVX2Go,
 }
 

@@ -53,8 +53,12 @@ func RMSNorm(out, x, weight []float32, eps float32) {
 	}
 	ss := kern.dot(x, x)
 	s := float32(1 / math.Sqrt(float64(ss)/float64(len(x))+float64(eps)))
+	kern.mulScale(out, x, weight, s)
+}
+
+func mulScaleGo(out, x, w []float32, s float32) {
 	for i, v := range x {
-		out[i] = v * s * weight[i]
+		out[i] = v * s * w[i]
 	}
 }
 
