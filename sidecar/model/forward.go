@@ -158,9 +158,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		xb := s.xb[:n*dim]
 		s.perRow(n, rowTask{op: rowNorm, dst: xb, src: x, norm: l.attnNorm})
 		q, k, v := s.q[:n*dim], s.k[:n*kvd], s.v[:n*kvd]
-		s.matmul(q, l.wq, xb, n)
-		s.matmul(k, l.wk, xb, n)
-		s.matmul(v, l.wv, xb, n)
+		s.matmuls([4][]float32{q, k, v}, [4]*tensor.Matrix{l.wq, l.wk, l.wv}, xb, n)
 		if l.bq != nil {
 			for i := 0; i < n; i++ {
 				addTo(q[i*dim:(i+1)*dim], l.bq)
@@ -191,8 +189,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		s.perRow(n, rowTask{op: rowAdd, dst: x, src: xb2})
 		s.perRow(n, rowTask{op: rowNorm, dst: xb, src: x, norm: l.ffnNorm})
 		hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
-		s.matmul(hb, l.gate, xb, n)
-		s.matmul(hb2, l.up, xb, n)
+		s.matmuls([4][]float32{hb, hb2}, [4]*tensor.Matrix{l.gate, l.up}, xb, n)
 		if n > 1 {
 			tensor.SwiGLUParallel(s.pool, hb, hb, hb2)
 		} else {
@@ -218,6 +215,27 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 	logits := s.logits[:rows*c.Vocab]
 	s.matmul(logits, s.m.output, xb, rows)
 	return logits, nil
+}
+
+// matmuls multiplies x by matrices that share it (Q, K, V; gate, up). A
+// decode step does them as one pool operation when they share a type and
+// width; files that mix types (Q4_K_M's Q6_K rows) go one by one.
+func (s *State) matmuls(outs [4][]float32, ws [4]*tensor.Matrix, x []float32, n int) {
+	together := n == 1
+	for _, w := range ws[1:] {
+		if w != nil && (w.Type != ws[0].Type || w.Cols != ws[0].Cols) {
+			together = false
+		}
+	}
+	if together {
+		tensor.MatVecs(s.pool, outs, ws, x)
+		return
+	}
+	for i, w := range ws {
+		if w != nil {
+			s.matmul(outs[i], w, x, n)
+		}
+	}
 }
 
 func (s *State) matmul(out []float32, w *tensor.Matrix, x []float32, n int) {

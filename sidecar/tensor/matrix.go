@@ -88,17 +88,32 @@ func (p *Pool) rowDot(k *kernelSet, t DType, row []byte, x []float32, cols, j in
 // matVecTask computes out[r] for a range of weight rows against n activation
 // rows; n > 1 is the small-batch MatMul path, where each weight row is read
 // from memory once and reused from L1 for every activation row.
+// matVecTask dots rows of up to maxMatVecs matrices that read the same
+// activations, as one pool operation over their rows laid end to end.
 type matVecTask struct {
-	p   *Pool
-	w   *Matrix
-	x   []float32
-	out []float32
-	n   int
+	p     *Pool
+	ws    [maxMatVecs]*Matrix
+	outs  [maxMatVecs][]float32
+	start [maxMatVecs + 1]int // first row of each matrix in the joint range
+	nw    int
+	x     []float32
+	n     int
 }
 
+const maxMatVecs = 4
+
 func (t *matVecTask) Run(_, lo, hi int) {
+	for i := 0; i < t.nw; i++ {
+		a, b := max(lo, t.start[i]), min(hi, t.start[i+1])
+		if a < b {
+			t.rows(t.ws[i], t.outs[i], a-t.start[i], b-t.start[i])
+		}
+	}
+}
+
+// rows dots rows [lo, hi) of w into out.
+func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 	k := kern
-	w := t.w
 	rb := w.Type.RowBytes(w.Cols)
 	if t.n == 1 && len(w.Data) > 0 && isLittleEndian {
 		// Float rows: one DotRows call for the whole range instead of one
@@ -109,25 +124,25 @@ func (t *matVecTask) Run(_, lo, hi int) {
 		switch w.Type {
 		case F32:
 			if uintptr(base)%4 == 0 {
-				k.matVecF32(t.out[lo:hi], unsafe.Slice((*float32)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				k.matVecF32(out[lo:hi], unsafe.Slice((*float32)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
 		case F16:
 			if uintptr(base)%2 == 0 {
-				k.matVecF16(t.out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				k.matVecF16(out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
 		case Q8_0:
 			// Several rows per activation block load, the next rows
 			// prefetched while these stream.
-			k.vdQ8_0Rows(t.out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
+			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
 			return
 		}
 	}
 	for r := lo; r < hi; r++ {
 		row := w.Data[r*rb : (r+1)*rb]
 		for j := range t.n {
-			t.out[j*w.Rows+r] = t.p.rowDot(k, w.Type, row, t.x, w.Cols, j)
+			out[j*w.Rows+r] = t.p.rowDot(k, w.Type, row, t.x, w.Cols, j)
 		}
 	}
 }
@@ -142,17 +157,47 @@ func MatVec(p *Pool, out []float32, w *Matrix, x []float32) {
 	if len(x) < w.Cols || len(out) < w.Rows {
 		panic(fmt.Sprintf("tensor: MatVec: %dx%d weights, x has %d values, out %d", w.Rows, w.Cols, len(x), len(out)))
 	}
-	p.matVec(out, w, x[:w.Cols], 1)
+	p.matVec([maxMatVecs][]float32{out}, [maxMatVecs]*Matrix{w}, 1, x[:w.Cols], 1)
 }
 
-func (p *Pool) matVec(out []float32, w *Matrix, x []float32, n int) {
+// MatVecs is MatVec for up to four matrices that read the same x (a
+// layer's Q, K and V; gate and up): x is prepared once and all their rows
+// are one pool operation, so the cores meet once instead of once per
+// matrix. The matrices must share Cols and Type; ws ends at its first nil.
+func MatVecs(p *Pool, outs [maxMatVecs][]float32, ws [maxMatVecs]*Matrix, x []float32) {
+	nw := 0
+	for nw < maxMatVecs && ws[nw] != nil {
+		w := ws[nw]
+		w.check("MatVecs")
+		if w.Cols != ws[0].Cols || w.Type != ws[0].Type {
+			panic(fmt.Sprintf("tensor: MatVecs: matrix %d is %dx%d %s, matrix 0 %dx%d %s", nw, w.Rows, w.Cols, w.Type, ws[0].Rows, ws[0].Cols, ws[0].Type))
+		}
+		if len(outs[nw]) < w.Rows {
+			panic(fmt.Sprintf("tensor: MatVecs: %dx%d weights, out %d", w.Rows, w.Cols, len(outs[nw])))
+		}
+		nw++
+	}
+	if nw == 0 {
+		return
+	}
+	if len(x) < ws[0].Cols {
+		panic(fmt.Sprintf("tensor: MatVecs: %d columns, x has %d values", ws[0].Cols, len(x)))
+	}
+	p.matVec(outs, ws, nw, x[:ws[0].Cols], 1)
+}
+
+func (p *Pool) matVec(outs [maxMatVecs][]float32, ws [maxMatVecs]*Matrix, nw int, x []float32, n int) {
+	w := ws[0]
 	p.prepareActivations(w, x, n)
 	t := &p.mv
-	*t = matVecTask{p: p, w: w, x: x, out: out, n: n}
+	*t = matVecTask{p: p, ws: ws, outs: outs, nw: nw, x: x, n: n}
+	for i := range nw {
+		t.start[i+1] = t.start[i] + ws[i].Rows
+	}
 	// A chunk streams at least 32 KiB of weights per activation row: less
 	// than that takes about as long as waking a worker, so small matrices
 	// (tiny models, GQA's K/V) run on the calling goroutine.
-	p.Parallel(w.Rows, max(8, (32<<10)/(n*w.Type.RowBytes(w.Cols))), t)
+	p.Parallel(t.start[nw], max(8, (32<<10)/(n*w.Type.RowBytes(w.Cols))), t)
 	*t = matVecTask{}
 }
 
@@ -273,7 +318,7 @@ func MatMul(p *Pool, out []float32, w *Matrix, x []float32, n int) {
 		panic(fmt.Sprintf("tensor: MatMul: %dx%d weights, n=%d, x has %d values, out %d", w.Rows, w.Cols, n, len(x), len(out)))
 	}
 	if n < mmMinBatch {
-		p.matVec(out, w, x, n)
+		p.matVec([maxMatVecs][]float32{out}, [maxMatVecs]*Matrix{w}, 1, x, n)
 		return
 	}
 	t := &p.mm

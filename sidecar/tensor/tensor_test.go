@@ -403,6 +403,44 @@ func TestMatVec(t *testing.T) {
 	}
 }
 
+// TestMatVecs checks matrices dotted together (the rows of several
+// matrices in one pool operation, chunks straddling their boundaries)
+// against float64, for every type and path, and that each matrix's rows
+// land in its own output.
+func TestMatVecs(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	p := NewPool(3)
+	defer p.Close()
+	forEachPath(t, func(t *testing.T) {
+		for _, dt := range allTypes() {
+			cols := colsFor(dt, 2)
+			var ws [4]*Matrix
+			var deq [4][]float32
+			x := randVec(r, cols)
+			for i, rows := range []int{37, 5, 64, 130} {
+				ws[i], deq[i] = makeMatrix(r, dt, rows, cols)
+			}
+			for nw := 1; nw <= 4; nw++ {
+				var use [4]*Matrix
+				var outs [4][]float32
+				for i := range nw {
+					use[i], outs[i] = ws[i], make([]float32, ws[i].Rows)
+				}
+				MatVecs(p, outs, use, x)
+				for i := range nw {
+					for row := range ws[i].Rows {
+						w := deq[i][row*cols : (row+1)*cols]
+						ref, _ := refDot(w, x)
+						if tol := tolerance(dt, w, x); math.Abs(float64(outs[i][row])-ref) > tol {
+							t.Fatalf("%v, %d matrices: matrix %d row %d: %g, want %g ± %g", dt, nw, i, row, outs[i][row], ref, tol)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 func TestMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	p := NewPool(3)
