@@ -97,6 +97,12 @@ func (r *runner) sse(ctx context.Context, p plan) reqResult {
 			} `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			if errors.Is(context.Cause(ctx), errStop) {
+				// Our own cancel cut the body mid-event; the scanner
+				// hands the torn last line over at EOF.
+				rr.out = cancelled
+				return rr
+			}
 			return errf("%s: bad event %q: %v", path, line, err)
 		}
 		if ev.Error != nil {
