@@ -31,6 +31,7 @@ type benchJSON struct {
 	KV          string  `json:"kv"`
 	CacheType   string  `json:"cache_type"`
 	Context     int     `json:"context"`
+	NoMmap      bool    `json:"no_mmap,omitempty"`
 	PrefillTokS float64 `json:"prefill_tok_s"`
 	DecodeTokS  float64 `json:"decode_tok_s"`
 	// Tokens per second of process CPU time (user+system, all threads): on
@@ -92,6 +93,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	cacheDir := fs.String("cache-dir", "", "where synthetic models are kept (default: the user cache dir)")
 	vsFlops := fs.Bool("vs-flops", false, "also measure the FMA peak and report prefill's share of it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
+	noMmap := fs.Bool("no-mmap", false, noMmapHelp)
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -170,7 +172,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitBadInput
 			}
-			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
+			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, *noMmap, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
 			if err != nil {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitFailure
@@ -203,7 +205,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, reps int, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
+func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, reps int, noMmap bool, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
 	path := model.SynthesizedPath(dir, shape, dt)
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "synthesizing %s %s model at %s ...\n", shape.Name, dt, path)
@@ -215,7 +217,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 	// RSS reported below is this model's own.
 	debug.FreeOSMemory()
 	ctxLen := promptN + decodeN + 1
-	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen}, eo)
+	e, err := engine.Load(path, model.LoadOptions{Ctx: ctxLen, NoMmap: noMmap}, eo)
 	if err != nil {
 		return benchJSON{}, err
 	}
@@ -320,7 +322,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 	wb := e.Model.WeightBytes()
 	r := benchJSON{
 		BandwidthNowGBs: bwNow,
-		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN,
+		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN, NoMmap: noMmap,
 		PrefillTokS:    float64(promptN) / prefill.Seconds(),
 		DecodeTokS:     float64(decodeN) / decode.Seconds(),
 		PrefillTokCPUs: perSecond(promptN, best.prefillCPU),

@@ -19,6 +19,7 @@ type modelFlags struct {
 	path, tokenizer, cacheType string
 	ctx, threads, blockEntries int
 	device                     string
+	noMmap                     bool
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -29,7 +30,10 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.cacheType, "cache-type", "f32", "KV cache element type: f32 or f16")
 	fs.IntVar(&m.blockEntries, "kv-block", kvcache.DefaultBlockEntries, "entries per KV cache block")
 	fs.StringVar(&m.device, "device", "cpu", deviceHelp)
+	fs.BoolVar(&m.noMmap, "no-mmap", false, noMmapHelp)
 }
+
+const noMmapHelp = "copy the model into memory with 2 MB pages instead of mapping the file: faster decode, slower load, memory not shared"
 
 // load opens the engine, or prints why not and returns the exit status.
 func (m *modelFlags) load(stderr io.Writer) (*engine.Engine, int) {
@@ -56,7 +60,7 @@ func (m *modelFlags) load(stderr io.Writer) (*engine.Engine, int) {
 		fmt.Fprintln(stderr, "fastgen:", err)
 		return nil, exitBadInput
 	}
-	e, err := engine.Load(path, model.LoadOptions{Tokenizer: m.tokenizer, Ctx: m.ctx},
+	e, err := engine.Load(path, model.LoadOptions{Tokenizer: m.tokenizer, Ctx: m.ctx, NoMmap: m.noMmap},
 		engine.Options{Backend: backend, Threads: m.threads, CacheDType: dt, BlockEntries: m.blockEntries})
 	if err != nil {
 		fmt.Fprintln(stderr, "fastgen:", err)

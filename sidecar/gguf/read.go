@@ -25,8 +25,11 @@ const (
 )
 
 // Open maps path read-only and parses it. The returned File must be closed.
-func Open(path string) (*File, error) {
-	data, unmap, err := mmap.Open(path)
+func Open(path string) (*File, error) { return OpenWith(path, mmap.Open) }
+
+// OpenWith is Open with the file's bytes from load (mmap.Read copies them).
+func OpenWith(path string, load mmap.Loader) (*File, error) {
+	data, unmap, err := load(path)
 	switch {
 	case errors.Is(err, mmap.ErrDirectory):
 		return nil, &Error{Path: path, Problem: "is a directory, not a GGUF file", Kind: ErrNotGGUF}

@@ -75,8 +75,11 @@ func errorf(path string, kind error, format string, args ...any) *Error {
 }
 
 // Open maps path read-only and parses it. The Checkpoint must be closed.
-func Open(path string) (*Checkpoint, error) {
-	data, unmap, err := mmap.Open(path)
+func Open(path string) (*Checkpoint, error) { return OpenWith(path, mmap.Open) }
+
+// OpenWith is Open with the file's bytes from load (mmap.Read copies them).
+func OpenWith(path string, load mmap.Loader) (*Checkpoint, error) {
+	data, unmap, err := load(path)
 	switch {
 	case errors.Is(err, mmap.ErrDirectory):
 		return nil, errorf(path, ErrHeader, "is a directory, not a llama2.c checkpoint")

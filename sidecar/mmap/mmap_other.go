@@ -7,6 +7,11 @@ import (
 	"os"
 )
 
+// alloc returns size bytes from the Go heap.
+func alloc(size int) ([]byte, func() error, error) {
+	return make([]byte, size), func() error { return nil }, nil
+}
+
 // File reads the file into memory where mmap is unavailable (Windows,
 // wasm): correct, just not zero-copy.
 func File(fd *os.File, size int) ([]byte, func() error, error) {

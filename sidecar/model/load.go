@@ -11,6 +11,7 @@ import (
 
 	"github.com/fastgen/fastgen/sidecar/gguf"
 	"github.com/fastgen/fastgen/sidecar/llama2c"
+	"github.com/fastgen/fastgen/sidecar/mmap"
 	"github.com/fastgen/fastgen/sidecar/tensor"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
 )
@@ -41,6 +42,19 @@ type LoadOptions struct {
 	// Ctx overrides the context length (0 = the file's; for llama2.c
 	// checkpoints, seq_len).
 	Ctx int
+	// NoMmap copies the file into memory backed by 2 MB pages where the OS
+	// offers them (mmap.Read) instead of mapping it: decode streams the
+	// weights faster, loading reads the whole file, and the memory is the
+	// process's own rather than shared page cache.
+	NoMmap bool
+}
+
+// loader is how opt says to get a file's bytes.
+func (opt LoadOptions) loader() mmap.Loader {
+	if opt.NoMmap {
+		return mmap.Read
+	}
+	return mmap.Open
 }
 
 // Model is a loaded model: configuration, weights (views of the mapped file)
@@ -118,7 +132,7 @@ func unwrapPathErr(err error) error {
 type tensorSource func(name string) (*tensor.Matrix, bool)
 
 func loadGGUF(path string, opt LoadOptions) (*Model, error) {
-	f, err := gguf.Open(path)
+	f, err := gguf.OpenWith(path, opt.loader())
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +287,7 @@ func vocabFromGGUF(f *gguf.File) (*tokenizer.Vocab, error) {
 }
 
 func loadLlama2c(path string, opt LoadOptions) (*Model, error) {
-	ck, err := llama2c.Open(path)
+	ck, err := llama2c.OpenWith(path, opt.loader())
 	if err != nil {
 		return nil, err
 	}

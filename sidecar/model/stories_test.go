@@ -65,15 +65,19 @@ func TestStoriesMatchesReference(t *testing.T) {
 		name, file string
 		kv         kvcache.DType
 		tol        float64
+		noMmap     bool
 	}{
-		{"llama2c", "stories260K.bin", kvcache.F32, 1e-3},
-		{"gguf", "stories260K.gguf", kvcache.F32, 1e-3},
+		{"llama2c", "stories260K.bin", kvcache.F32, 1e-3, false},
+		{"gguf", "stories260K.gguf", kvcache.F32, 1e-3, false},
 		// An f16 cache rounds K and V; llama.cpp's stock f16 cache lands
 		// within 2e-2 of run.c, so that is the bar here too.
-		{"gguf-f16-cache", "stories260K.gguf", kvcache.F16, 2e-2},
+		{"gguf-f16-cache", "stories260K.gguf", kvcache.F16, 2e-2, false},
+		// Copied into memory of its own instead of mapped: same bytes.
+		{"gguf-no-mmap", "stories260K.gguf", kvcache.F32, 1e-3, true},
+		{"llama2c-no-mmap", "stories260K.bin", kvcache.F32, 1e-3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Load(filepath.Join(dir, tc.file), LoadOptions{Ctx: 512})
+			m, err := Load(filepath.Join(dir, tc.file), LoadOptions{Ctx: 512, NoMmap: tc.noMmap})
 			if err != nil {
 				t.Fatal(err)
 			}
