@@ -336,6 +336,37 @@ DATA expC<>+44(SB)/4, $1.0
 DATA expC<>+48(SB)/4, $127
 GLOBL expC<>(SB), RODATA|NOPTR, $52
 
+// EXP8 is expf (attn.go) on eight lanes: Y5 = e^Y0 for Y0 already clamped
+// below at −87.3 (Y14 in the callers). x = n·ln2 + r with r reduced in two
+// steps, a degree-6 polynomial for e^r, 2^n from the exponent bits.
+// Constants in registers: Y13 log2e, Y11 and Y10 the two parts of ln2,
+// Y9 1.0, Y8 127 (int32). Clobbers Y0–Y4.
+#define EXP8 \
+	VBROADCASTSS expC<>+8(SB), Y1 \
+	VFMADD231PS  Y13, Y0, Y1 \
+	VROUNDPS     $1, Y1, Y1 \
+	VFNMADD231PS Y11, Y1, Y0 \
+	VFNMADD231PS Y10, Y1, Y0 \
+	VBROADCASTSS expC<>+20(SB), Y2 \
+	VBROADCASTSS expC<>+24(SB), Y3 \
+	VFMADD213PS  Y3, Y0, Y2 \
+	VBROADCASTSS expC<>+28(SB), Y3 \
+	VFMADD213PS  Y3, Y0, Y2 \
+	VBROADCASTSS expC<>+32(SB), Y3 \
+	VFMADD213PS  Y3, Y0, Y2 \
+	VBROADCASTSS expC<>+36(SB), Y3 \
+	VFMADD213PS  Y3, Y0, Y2 \
+	VBROADCASTSS expC<>+40(SB), Y3 \
+	VFMADD213PS  Y3, Y0, Y2 \
+	VMULPS       Y0, Y0, Y4 \
+	VADDPS       Y9, Y0, Y5 \
+	VFMADD231PS  Y4, Y2, Y5 \
+	VCVTTPS2DQ   Y1, Y1 \
+	VPADDD       Y8, Y1, Y1 \
+	VPSLLD       $23, Y1, Y1 \
+	VMULPS       Y1, Y5, Y5
+
+
 // func expSumAVX2(x *float32, n int, mx float32) float32
 // x[i] = e^(x[i]−mx) for n a multiple of 8, returning Σ x[i]: expf's
 // algorithm (attn.go) eight lanes at a time.
@@ -345,7 +376,6 @@ TEXT ·expSumAVX2(SB), NOSPLIT, $0-28
 	VBROADCASTSS mx+16(FP), Y15
 	VBROADCASTSS expC<>+0(SB), Y14
 	VBROADCASTSS expC<>+4(SB), Y13
-	VBROADCASTSS expC<>+8(SB), Y12
 	VBROADCASTSS expC<>+12(SB), Y11
 	VBROADCASTSS expC<>+16(SB), Y10
 	VBROADCASTSS expC<>+44(SB), Y9
@@ -357,29 +387,7 @@ exploop:
 	VSUBPS       Y15, Y0, Y0
 	VCMPPS       $1, Y14, Y0, Y6      // lanes below the clamp give exactly 0, as expf does
 	VMAXPS       Y14, Y0, Y0
-	VMOVAPS      Y12, Y1
-	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
-	VROUNDPS     $1, Y1, Y1           // n = floor(...)
-	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
-	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
-	VBROADCASTSS expC<>+20(SB), Y2
-	VBROADCASTSS expC<>+24(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2           // p = p·r + c
-	VBROADCASTSS expC<>+28(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+32(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+36(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+40(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VMULPS       Y0, Y0, Y4           // r²
-	VADDPS       Y9, Y0, Y5           // r + 1
-	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
-	VCVTTPS2DQ   Y1, Y1
-	VPADDD       Y8, Y1, Y1
-	VPSLLD       $23, Y1, Y1          // 2^n
-	VMULPS       Y1, Y5, Y5
+	EXP8
 	VANDNPS      Y5, Y6, Y5
 	VMOVUPS      Y5, (SI)
 	VADDPS       Y5, Y7, Y7
@@ -603,29 +611,7 @@ maskloop:
 	VCMPPS       $1, Y14, Y0, Y3      // below the clamp: exactly 0, as expf
 	VPOR         Y3, Y6, Y6
 	VMAXPS       Y14, Y0, Y0
-	VBROADCASTSS expC<>+8(SB), Y1
-	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
-	VROUNDPS     $1, Y1, Y1           // n = floor(...)
-	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
-	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
-	VBROADCASTSS expC<>+20(SB), Y2
-	VBROADCASTSS expC<>+24(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+28(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+32(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+36(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+40(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VMULPS       Y0, Y0, Y4           // r²
-	VADDPS       Y9, Y0, Y5           // r + 1
-	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
-	VCVTTPS2DQ   Y1, Y1
-	VPADDD       Y8, Y1, Y1
-	VPSLLD       $23, Y1, Y1          // 2^n
-	VMULPS       Y1, Y5, Y5
+	EXP8
 	VANDNPS      Y5, Y6, Y5           // masked lanes: 0
 	VMOVDQU      (R9), Y4
 	VPCMPGTD     split-32(SP), Y4, Y4 // pos > split1
@@ -678,29 +664,7 @@ swiglu:
 	VSUBPS       Y15, Y0, Y0          // x = −g
 	VMINPS       Y12, Y0, Y0
 	VMAXPS       Y14, Y0, Y0
-	VBROADCASTSS expC<>+8(SB), Y1
-	VFMADD231PS  Y13, Y0, Y1          // x·log2e + 0.5
-	VROUNDPS     $1, Y1, Y1           // n = floor(...)
-	VFNMADD231PS Y11, Y1, Y0          // r = x − n·C1
-	VFNMADD231PS Y10, Y1, Y0          // r −= n·C2
-	VBROADCASTSS expC<>+20(SB), Y2
-	VBROADCASTSS expC<>+24(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+28(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+32(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+36(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VBROADCASTSS expC<>+40(SB), Y3
-	VFMADD213PS  Y3, Y0, Y2
-	VMULPS       Y0, Y0, Y4           // r²
-	VADDPS       Y9, Y0, Y5           // r + 1
-	VFMADD231PS  Y4, Y2, Y5           // p·r² + r + 1
-	VCVTTPS2DQ   Y1, Y1
-	VPADDD       Y8, Y1, Y1
-	VPSLLD       $23, Y1, Y1          // 2^n
-	VMULPS       Y1, Y5, Y5           // e^−g
+	EXP8
 	VADDPS       Y9, Y5, Y5           // 1 + e^−g
 	VMULPS       (DX), Y15, Y1        // g·u
 	VDIVPS       Y5, Y1, Y1
