@@ -71,7 +71,8 @@ type Profiler struct {
 	n                    int   // prompt rows this turn
 	basePos              int32 // absolute position of row 0
 	window               int32
-	start                int // first row counted in recovery
+	start                int   // first row counted in recovery
+	freqK                []int // per prompt row: how many entries frequent keeps
 	// rank of each component in the candidate order: an entry is kept by
 	// candidate k iff one of its components has rank ≤ k.
 	rankSpecial, rankPunct, rankFreq, rankLocal int
@@ -129,6 +130,10 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 		nHeads: nHeads, nKV: nKV, headDim: headDim, n: n, basePos: int32(basePos),
 	}
 	p.window = int32(p.candidates[0].Window.Tokens)
+	p.freqK = make([]int, n)
+	for i := range p.freqK {
+		p.freqK[i] = kvcache.Budget{Ratio: opt.RFreq}.At(basePos + i + 1)
+	}
 	p.heads = make([]HeadProfile, 0, layers*nKV)
 	if opt.RecoveryRows > 0 && opt.RecoveryRows < n {
 		p.start = n - opt.RecoveryRows
@@ -485,7 +490,7 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 			i := i0 + r
 			insert(int32(h.base + i))
 			curs[r] = p.basePos + int32(i)
-			k := min(kvcache.Budget{Ratio: p.opt.RFreq}.At(int(curs[r])+1), len(w.avail))
+			k := min(p.freqK[i], len(w.avail))
 			thr[r] = -1
 			if k > 0 {
 				thr[r] = w.avail[k-1]
