@@ -297,9 +297,10 @@ func (c *Cache) Probs(layer, kvHead int, q []float32, groups, limit int, scale f
 		}
 	}
 	for g := 0; g < groups; g++ {
-		l := tensor.SoftmaxLSE(probs[g*limit : (g+1)*limit])
 		if lse != nil {
-			lse[g] = l
+			lse[g] = tensor.SoftmaxLSE(probs[g*limit : (g+1)*limit])
+		} else {
+			tensor.Softmax(probs[g*limit : (g+1)*limit])
 		}
 	}
 	return limit

@@ -65,24 +65,34 @@ func mulScaleGo(out, x, w []float32, s float32) {
 // Softmax replaces x by exp(x−max)/Σexp(x−max), which cannot overflow. An
 // all −Inf row (everything masked) becomes all zeros rather than NaN.
 func Softmax(x []float32) {
-	SoftmaxLSE(x)
+	softmax(x)
 }
 
 // SoftmaxLSE is Softmax that also returns the log-normaliser ln Σ e^x[i]
 // (−Inf for an empty or all −Inf row): with it a single probability can be
 // recomputed later from its logit alone.
 func SoftmaxLSE(x []float32) float32 {
-	if len(x) == 0 {
+	mx, sum := softmax(x)
+	if sum == 0 {
 		return float32(math.Inf(-1))
 	}
-	mx := kern.max(x)
+	return float32(float64(mx) + math.Log(float64(sum)))
+}
+
+// softmax normalises x in place and returns its max and Σ e^(x−max), sum 0
+// for an empty or all −Inf row. Decode's attention takes no logarithm.
+func softmax(x []float32) (mx, sum float32) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	mx = kern.max(x)
 	if math.IsInf(float64(mx), -1) {
 		clear(x)
-		return mx
+		return mx, 0
 	}
-	sum := kern.expSum(x, mx)
-	Scale(float32(1/sum), x)
-	return float32(float64(mx) + math.Log(float64(sum)))
+	sum = kern.expSum(x, mx)
+	Scale(1/sum, x)
+	return mx, sum
 }
 
 func silu(v float32) float32 { return v / (1 + expf(-v)) }

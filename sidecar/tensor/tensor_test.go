@@ -527,6 +527,13 @@ func TestElementwise(t *testing.T) {
 	if masked[0] != 0 || masked[1] != 0 {
 		t.Errorf("Softmax of a masked row = %v", masked)
 	}
+	lx := []float32{-1, 0, -2, float32(math.Inf(-1))}
+	if got, want := SoftmaxLSE(lx), math.Log(s); math.Abs(float64(got)-want) > 1e-6 || math.Abs(float64(lx[1])-1/s) > 1e-6 {
+		t.Errorf("SoftmaxLSE = %g (row %v), want %g", got, lx, want)
+	}
+	if got := SoftmaxLSE([]float32{float32(math.Inf(-1))}); !math.IsInf(float64(got), -1) {
+		t.Errorf("SoftmaxLSE of a masked row = %g, want −Inf", got)
+	}
 	g := []float32{-1, 0, 2}
 	u := []float32{2, 3, 0.5}
 	sw := make([]float32, 3)
