@@ -44,23 +44,24 @@ func MeasureBandwidth(p *Pool, bytes int, passes int) float64 {
 }
 
 type flopsTask struct {
-	reps int
-	w, x []float32 // per worker, L1-resident operands
-	sink [64]float32
+	reps      int
+	w, x, out []float32 // per worker, L1-resident operands and 4×3 results
+	sink      [64]float32
 }
 
-const flopsK = 256
+// flopsK is MatMul's k chunk, so the epilogue weighs as it does there.
+const flopsK = mmTileK
 
 func (t *flopsTask) Run(worker, lo, hi int) {
 	k := kern
-	var c [12]float32
 	w := t.w[worker*4*flopsK : (worker+1)*4*flopsK]
 	x := t.x[worker*3*flopsK : (worker+1)*3*flopsK]
+	out := t.out[worker*12 : (worker+1)*12]
 	for i := lo; i < hi; i++ {
 		for range t.reps {
-			k.gemm4x3(w, flopsK, x, flopsK, flopsK, &c)
+			k.gemmAcc(w, flopsK, x, flopsK, flopsK, out, 4)
 		}
-		t.sink[worker%len(t.sink)] += c[0]
+		t.sink[worker%len(t.sink)] += out[0]
 	}
 }
 
@@ -72,7 +73,7 @@ func MeasureFLOPS(p *Pool, passes int) float64 {
 	passes = max(passes, 1)
 	t := &p.fl
 	th := p.Threads()
-	t.w, t.x = make([]float32, th*4*flopsK), make([]float32, th*3*flopsK)
+	t.w, t.x, t.out = make([]float32, th*4*flopsK), make([]float32, th*3*flopsK), make([]float32, th*12)
 	for i := range t.w {
 		t.w[i] = 1e-3
 	}
@@ -88,7 +89,7 @@ func MeasureFLOPS(p *Pool, passes int) float64 {
 		p.Parallel(units, 1, t)
 		best = min(best, time.Since(start).Seconds())
 	}
-	t.w, t.x = nil, nil
+	t.w, t.x, t.out = nil, nil, nil
 	flops := float64(units) * float64(t.reps) * 2 * 12 * flopsK
 	return flops / best / 1e9
 }

@@ -26,11 +26,9 @@ type kernelSet struct {
 	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
 	vdQ6K      func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 
-	// gemm4x3 computes the 4×3 block of dot products between 4 rows of w
+	// gemmAcc adds the 4×3 block of dot products between 4 rows of w
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
-	// of 8, writing c[i*3+j] = Σ w[i]·x[j].
-	gemm4x3 func(w []float32, ws int, x []float32, xs int, k int, c *[12]float32)
-	// gemmAcc is gemm4x3 accumulated into out: out[j*os+i] += Σ w[i]·x[j].
+	// of 8, into out: out[j*os+i] += Σ w[i]·x[j].
 	gemmAcc func(w []float32, ws int, x []float32, xs int, k int, out []float32, os int)
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
@@ -72,7 +70,6 @@ var genericKernels = kernelSet{
 	vdQ4_0:     vdQ4_0Go,
 	vdQ4K:      vdQ4KGo,
 	vdQ6K:      vdQ6KGo,
-	gemm4x3:    gemm4x3Go,
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
 
@@ -110,15 +107,6 @@ func SetGeneric(on bool) {
 
 // KernelName names the kernel set in use, e.g. "avx2" or "generic".
 func KernelName() string { return kern.name }
-
-func gemm4x3Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float32) {
-	for i := range 4 {
-		wr := w[i*ws : i*ws+k]
-		for j := range 3 {
-			c[i*3+j] = dotGo(wr, x[j*xs:j*xs+k])
-		}
-	}
-}
 
 func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {
 	for i := range 4 {

@@ -52,9 +52,6 @@ func vdQ4KAVX2(w *byte, qs *int8, d *float32, bs32 *int16, nb int) float32
 func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
 
 //go:noescape
-func gemm4x3AVX2(w *float32, ws int, x *float32, xs int, k int, c *[12]float32)
-
-//go:noescape
 func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
 
 //go:noescape
@@ -84,7 +81,6 @@ var avx2Kernels = kernelSet{
 	vdQ4_0:     vdQ4_0AVX2Go,
 	vdQ4K:      vdQ4KAVX2Go,
 	vdQ6K:      vdQ6KAVX2Go,
-	gemm4x3:    gemm4x3AVX2Go,
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
 
@@ -287,15 +283,6 @@ func vdQ6KAVX2Go(w []byte, qs []int8, d []float32, bs16 []int16) float32 {
 	}
 	_, _, _ = w[nb*q6KBytes-1], qs[nb*qkK-1], bs16[nb*16-1]
 	return vdQ6KAVX2(&w[0], &qs[0], &d[0], &bs16[0], nb)
-}
-
-func gemm4x3AVX2Go(w []float32, ws int, x []float32, xs int, k int, c *[12]float32) {
-	if k <= 0 || k%8 != 0 {
-		gemm4x3Go(w, ws, x, xs, k, c)
-		return
-	}
-	_, _ = w[3*ws+k-1], x[2*xs+k-1]
-	gemm4x3AVX2(&w[0], ws, &x[0], xs, k, c)
 }
 
 func gemm4x3accAVX2Go(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {

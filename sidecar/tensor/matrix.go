@@ -232,7 +232,7 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 	if len(ws.tile) < mmTileRows*mmTileK {
 		ws.tile = make([]float32, mmTileRows*mmTileK)
 	}
-	wt, c := ws.tile, &ws.c
+	wt := ws.tile
 	for tile := lo; tile < hi; tile++ {
 		r0 := tile * mmTileRows
 		mr := min(mmTileRows, rows-r0)
@@ -251,19 +251,13 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 				nr := min(3, n-j0)
 				for i0 := 0; i0 < mr; i0 += 4 {
 					ir := min(4, mr-i0)
-					if ir == 4 && nr == 3 && k8 == kl {
-						k.gemmAcc(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, kl, t.out[j0*rows+r0+i0:], rows)
-						continue
-					}
 					if ir == 4 && nr == 3 && k8 > 0 {
-						k.gemm4x3(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, k8, c)
-						for i := range 4 {
+						k.gemmAcc(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, k8, t.out[j0*rows+r0+i0:], rows)
+						for i := range 4 { // columns past the last whole vector
 							for j := range 3 {
-								s := c[i*3+j]
 								if k8 < kl {
-									s += dotGo(wt[(i0+i)*mmTileK+k8:(i0+i)*mmTileK+kl], t.x[(j0+j)*cols+kc+k8:(j0+j)*cols+kc+kl])
+									t.out[(j0+j)*rows+r0+i0+i] += dotGo(wt[(i0+i)*mmTileK+k8:(i0+i)*mmTileK+kl], t.x[(j0+j)*cols+kc+k8:(j0+j)*cols+kc+kl])
 								}
-								t.out[(j0+j)*rows+r0+i0+i] += s
 							}
 						}
 						continue

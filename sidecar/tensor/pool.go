@@ -193,8 +193,7 @@ func (p *Pool) Parallel(n, grain int, t Task) {
 
 // workerScratch is private to one worker during an operation.
 type workerScratch struct {
-	tile []float32   // MatMul weight tile
-	c    [12]float32 // micro-kernel results; here rather than on the stack, where passing it to a kernel function value would make it escape
+	tile []float32 // MatMul weight tile
 }
 
 // actScratch holds activations quantized for integer dot products.
