@@ -339,8 +339,16 @@ GLOBL expC<>(SB), RODATA|NOPTR, $52
 // EXP8 is expf (attn.go) on eight lanes: Y5 = e^Y0 for Y0 already clamped
 // below at −87.3 (Y14 in the callers). x = n·ln2 + r with r reduced in two
 // steps, a degree-6 polynomial for e^r, 2^n from the exponent bits.
-// Constants in registers: Y13 log2e, Y11 and Y10 the two parts of ln2,
-// Y9 1.0, Y8 127 (int32). Clobbers Y0–Y4.
+// Constants in registers (EXP8CONSTS): Y14 the clamp, Y13 log2e, Y11 and
+// Y10 the two parts of ln2, Y9 1.0, Y8 127 (int32). Clobbers Y0–Y4.
+#define EXP8CONSTS \
+	VBROADCASTSS expC<>+0(SB), Y14 \
+	VBROADCASTSS expC<>+4(SB), Y13 \
+	VBROADCASTSS expC<>+12(SB), Y11 \
+	VBROADCASTSS expC<>+16(SB), Y10 \
+	VBROADCASTSS expC<>+44(SB), Y9 \
+	VPBROADCASTD expC<>+48(SB), Y8
+
 #define EXP8 \
 	VBROADCASTSS expC<>+8(SB), Y1 \
 	VFMADD231PS  Y13, Y0, Y1 \
@@ -374,12 +382,7 @@ TEXT ·expSumAVX2(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), SI
 	MOVQ         n+8(FP), CX
 	VBROADCASTSS mx+16(FP), Y15
-	VBROADCASTSS expC<>+0(SB), Y14
-	VBROADCASTSS expC<>+4(SB), Y13
-	VBROADCASTSS expC<>+12(SB), Y11
-	VBROADCASTSS expC<>+16(SB), Y10
-	VBROADCASTSS expC<>+44(SB), Y9
-	VPBROADCASTD expC<>+48(SB), Y8
+	EXP8CONSTS
 	VXORPS       Y7, Y7, Y7
 
 exploop:
@@ -591,12 +594,7 @@ TEXT ·expSumMaskedAVX2(SB), NOSPLIT, $96-56
 	MOVQ         pos+16(FP), R9
 	MOVQ         n+24(FP), CX
 	VBROADCASTSS shift+32(FP), Y15
-	VBROADCASTSS expC<>+0(SB), Y14
-	VBROADCASTSS expC<>+4(SB), Y13
-	VBROADCASTSS expC<>+12(SB), Y11
-	VBROADCASTSS expC<>+16(SB), Y10
-	VBROADCASTSS expC<>+44(SB), Y9
-	VPBROADCASTD expC<>+48(SB), Y8
+	EXP8CONSTS
 	VXORPS       Y7, Y7, Y7
 	VXORPS       Y12, Y12, Y12
 
@@ -650,13 +648,8 @@ TEXT ·swigluAVX2(SB), NOSPLIT, $0-32
 	MOVQ         gate+8(FP), SI
 	MOVQ         up+16(FP), DX
 	MOVQ         n+24(FP), CX
-	VBROADCASTSS expC<>+0(SB), Y14
-	VBROADCASTSS expC<>+4(SB), Y13
+	EXP8CONSTS
 	VBROADCASTSS swigluHi<>+0(SB), Y12
-	VBROADCASTSS expC<>+12(SB), Y11
-	VBROADCASTSS expC<>+16(SB), Y10
-	VBROADCASTSS expC<>+44(SB), Y9
-	VPBROADCASTD expC<>+48(SB), Y8
 
 swiglu:
 	VMOVUPS      (SI), Y15
