@@ -105,28 +105,7 @@ func (t *Tokenizer) encodeBPE(out []int, frag string) []int {
 			}
 			heap.Push(q, bigram{left: l, size: syms[r].end - syms[l].start, rank: rank})
 		}
-		for i := 1; i < len(syms); i++ {
-			try(i - 1)
-		}
-		for q.Len() > 0 {
-			b := heap.Pop(q).(bigram)
-			l := &syms[b.left]
-			if l.end == l.start || l.next < 0 {
-				continue
-			}
-			r := &syms[l.next]
-			if r.end-l.start != b.size {
-				continue
-			}
-			l.end = r.end
-			r.start, r.end = 0, 0
-			l.next = r.next
-			if r.next >= 0 {
-				syms[r.next].prev = b.left
-			}
-			try(l.prev)
-			try(b.left)
-		}
+		mergeSymbols(syms, q, try)
 		for i := 0; i >= 0 && i < len(syms); i = syms[i].next {
 			piece := s[syms[i].start:syms[i].end]
 			if id, ok := t.ids[piece]; ok {

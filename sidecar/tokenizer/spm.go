@@ -76,6 +76,35 @@ func splitSymbols(syms []symbol, s string) []symbol {
 	return syms
 }
 
+// mergeSymbols runs the merges both BPE flavours share: try queues the pair
+// starting at a symbol if the flavour allows it; the best queued pair is
+// merged (unless an earlier merge changed either side) and its new
+// neighbours are tried, until nothing is queued.
+func mergeSymbols(syms []symbol, q *bigramQueue, try func(left int)) {
+	for i := 1; i < len(syms); i++ {
+		try(i - 1)
+	}
+	for q.Len() > 0 {
+		b := heap.Pop(q).(bigram)
+		l := &syms[b.left]
+		if l.end == l.start || l.next < 0 {
+			continue
+		}
+		r := &syms[l.next]
+		if r.end-l.start != b.size {
+			continue // one side already merged with something else
+		}
+		l.end = r.end
+		r.start, r.end = 0, 0 // marks r as consumed
+		l.next = r.next
+		if r.next >= 0 {
+			syms[r.next].prev = b.left
+		}
+		try(l.prev)
+		try(b.left)
+	}
+}
+
 // encodeSPM is SentencePiece BPE as llama.cpp runs it: escape spaces, add
 // the dummy prefix, start from characters, repeatedly merge the adjacent
 // pair whose concatenation is a vocab piece with the highest score, then
@@ -117,28 +146,7 @@ func (t *Tokenizer) encodeSPM(out []int, frag string, prefix bool) []int {
 		}
 		heap.Push(q, bigram{left: l, size: syms[r].end - syms[l].start, score: t.scores[id]})
 	}
-	for i := 1; i < len(syms); i++ {
-		try(i - 1)
-	}
-	for q.Len() > 0 {
-		b := heap.Pop(q).(bigram)
-		l := &syms[b.left]
-		if l.end == l.start || l.next < 0 {
-			continue
-		}
-		r := &syms[l.next]
-		if r.end-l.start != b.size {
-			continue // one side already merged with something else
-		}
-		l.end = r.end
-		r.start, r.end = 0, 0 // marks r as consumed
-		l.next = r.next
-		if r.next >= 0 {
-			syms[r.next].prev = b.left
-		}
-		try(l.prev)
-		try(b.left)
-	}
+	mergeSymbols(syms, q, try)
 	for i := 0; i >= 0 && i < len(syms); i = syms[i].next {
 		piece := s[syms[i].start:syms[i].end]
 		if id, ok := t.ids[piece]; ok {
