@@ -344,14 +344,8 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 // greedy decodes n tokens, each the argmax of the previous logits.
 func greedy(ctx context.Context, s *engine.Session, logits []float32, n int) error {
 	for range n {
-		next := 0
-		for j, v := range logits {
-			if v > logits[next] {
-				next = j
-			}
-		}
 		var err error
-		if logits, err = s.Decode(ctx, next); err != nil {
+		if logits, err = s.Decode(ctx, tensor.Argmax(logits)); err != nil {
 			return err
 		}
 	}

@@ -89,16 +89,6 @@ func relErr(a, b []float32) float64 {
 	return num / math.Max(den, 1e-12)
 }
 
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // TestGPUParityLogits: logits within 1e-3 relative of the CPU's at each of
 // 64 positions (a 32-token prefill, then 32 decode steps), F32 and F16
 // weights and caches.
@@ -123,13 +113,13 @@ func TestGPUParityLogits(t *testing.T) {
 					t.Fatalf("prefill position %d: relative error %.2e", i, e)
 				}
 			}
-			tok := argmax(a[31*s.Vocab:])
+			tok := tensor.Argmax(a[31*s.Vocab:])
 			for i := 32; i < 64; i++ {
 				a, g := p.step(t, model.Batch{Tokens: []int{tok}, Flags: fl[:1], Observe: true})
 				if e := relErr(a, g); e > 1e-3 {
 					t.Fatalf("decode position %d: relative error %.2e", i, e)
 				}
-				tok = argmax(a)
+				tok = tensor.Argmax(a)
 			}
 		})
 	}
@@ -156,18 +146,18 @@ func TestGPUGreedyStories260K(t *testing.T) {
 			prompt := []int{1, 403, 407, 261, 378, 294, 104, 284, 4444 % m.Config.Vocab, 268}
 			fl := make([]kvcache.Flags, len(prompt))
 			a, g := p.step(t, model.Batch{Tokens: prompt, Flags: fl})
-			if argmax(a) != argmax(g) {
-				t.Fatalf("after the prompt: CPU picks %d, GPU %d", argmax(a), argmax(g))
+			if tensor.Argmax(a) != tensor.Argmax(g) {
+				t.Fatalf("after the prompt: CPU picks %d, GPU %d", tensor.Argmax(a), tensor.Argmax(g))
 			}
 			p.cCPU.SetAllPolicies(pol)
 			p.cGPU.SetAllPolicies(pol)
-			tok := argmax(a)
+			tok := tensor.Argmax(a)
 			for i := 0; i < 200; i++ {
 				a, g := p.step(t, model.Batch{Tokens: []int{tok}, Flags: fl[:1], Observe: true})
-				if argmax(a) != argmax(g) {
-					t.Fatalf("step %d: CPU picks %d, GPU %d", i, argmax(a), argmax(g))
+				if tensor.Argmax(a) != tensor.Argmax(g) {
+					t.Fatalf("step %d: CPU picks %d, GPU %d", i, tensor.Argmax(a), tensor.Argmax(g))
 				}
-				tok = argmax(a)
+				tok = tensor.Argmax(a)
 			}
 			_, inUse := b.DeviceBytes()
 			c := m.Config

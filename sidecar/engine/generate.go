@@ -11,6 +11,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 	"github.com/fastgen/fastgen/sidecar/tokenizer"
 )
 
@@ -289,7 +290,7 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			// Agreement and KL compare the distributions both streams see
 			// before sampling this step; the second stream is the reference.
 			a, b := streams[0], streams[1]
-			agree := argmax(a.logits) == argmax(b.logits)
+			agree := tensor.Argmax(a.logits) == tensor.Argmax(b.logits)
 			if agree {
 				a.agree++
 				b.agree++
@@ -445,7 +446,7 @@ func KL(pLogits, qLogits []float32) float64 {
 }
 
 func logNorm(x []float32) float64 {
-	mx := float64(x[argmax(x)])
+	mx := float64(x[tensor.Argmax(x)])
 	var s float64
 	for _, v := range x {
 		s += math.Exp(float64(v) - mx)

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
 // SamplerConfig chooses the next token from logits. Temperature 0 is greedy.
@@ -71,7 +73,7 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 		}
 	}
 	if c.Temperature == 0 {
-		return argmax(logits)
+		return tensor.Argmax(logits)
 	}
 	// Candidates sorted by logit, best first; top-k cuts the list early.
 	s.idx = s.idx[:0]
@@ -130,20 +132,10 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	return cand[n-1]
 }
 
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // LogSoftmax returns log p(token) under logits, and fills top (best first)
 // with the k most likely alternatives.
 func LogSoftmax(logits []float32, token int, top []Alternative) (float64, []Alternative) {
-	mx := float64(logits[argmax(logits)])
+	mx := float64(logits[tensor.Argmax(logits)])
 	var sum float64
 	for _, v := range logits {
 		sum += math.Exp(float64(v) - mx)

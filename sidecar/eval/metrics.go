@@ -44,18 +44,6 @@ func KL(logP, logQ []float64) float64 {
 	return math.Max(kl, 0) // rounding can leave −1e-17 for identical inputs
 }
 
-// Argmax is the index of the largest value (the first one on ties), which is
-// the greedy token.
-func Argmax[T float32 | float64](x []T) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // Perplexity is exp of the mean negative log-likelihood per token.
 func Perplexity(nllSum float64, n int) float64 {
 	if n == 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
 // DefaultThresholds are the FastGen points of the default sweep: the paper's
@@ -434,7 +435,7 @@ func greedy(ctx context.Context, e *engine.Engine, s *engine.Session, logits []f
 	var out []int
 	start := time.Now()
 	for len(out) < maxNew {
-		tok := Argmax(logits)
+		tok := tensor.Argmax(logits)
 		if e.Tok.IsEOG(tok) {
 			break
 		}
@@ -521,7 +522,7 @@ func teacherForce(ctx context.Context, base *engine.Session, kv engine.KVOptions
 		m.nllComp -= lp[next]
 		m.nllFull -= sh.lp[k][next]
 		m.kl += KL(sh.lp[k], lp)
-		if Argmax(lp) == Argmax(sh.lp[k]) {
+		if tensor.Argmax(lp) == tensor.Argmax(sh.lp[k]) {
 			m.top1++
 		}
 		m.prunedAvg += c.PrunedRatio()

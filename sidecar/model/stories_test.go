@@ -48,16 +48,6 @@ func referenceLogits(t *testing.T, dir string) [][]float32 {
 	return rows
 }
 
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 func TestStoriesMatchesReference(t *testing.T) {
 	dir := modelsDir(t)
 	ref := referenceLogits(t, dir)
@@ -112,7 +102,7 @@ func TestStoriesMatchesReference(t *testing.T) {
 			for p := range ids {
 				check(p, logits[p*c.Vocab:(p+1)*c.Vocab])
 			}
-			next := argmax(logits[(len(ids)-1)*c.Vocab:])
+			next := tensor.Argmax(logits[(len(ids)-1)*c.Vocab:])
 			var got []int
 			for pos := len(ids); len(got) < len(storiesGreedy); pos++ {
 				got = append(got, next)
@@ -123,7 +113,7 @@ func TestStoriesMatchesReference(t *testing.T) {
 				if pos < len(ref) {
 					check(pos, logits)
 				}
-				next = argmax(logits)
+				next = tensor.Argmax(logits)
 			}
 			if !slices.Equal(got, storiesGreedy) {
 				t.Errorf("greedy tokens\n got %v\nwant %v", got, storiesGreedy)

@@ -19,6 +19,18 @@ func Sum(x []float32) float32 {
 	return kern.sum(x)
 }
 
+// Argmax is the index of the largest value (the first on ties): the greedy
+// token of a row of logits.
+func Argmax[T float32 | float64](x []T) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
 // Axpy computes y += a·x over len(x).
 func Axpy(a float32, x, y []float32) {
 	_ = y[:len(x)]
