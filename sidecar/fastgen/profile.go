@@ -176,10 +176,10 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 		h := &p.hs[kh]
 		h.total = cache.Kept(layer, kh)
 		h.base = h.total - p.n
-		h.first = growI8(h.first, h.total)
-		h.pos = growI32(h.pos, h.total)
-		h.flags = growFlags(h.flags, h.total)
-		h.lse = growF64(h.lse, p.n*p.groups())
+		h.first = grow(h.first, h.total)
+		h.pos = grow(h.pos, h.total)
+		h.flags = grow(h.flags, h.total)
+		h.lse = grow(h.lse, p.n*p.groups())
 		cache.Entries(layer, kh, h.pos, h.flags)
 		for j, f := range h.flags {
 			r := never
@@ -212,7 +212,7 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 			a := &p.acc[w][kh]
 			a.colsum = grow(a.colsum, p.hs[kh].total)
 			clear(a.colsum)
-			a.sums = growF64(a.sums, nc*p.bucketRows())
+			a.sums = grow(a.sums, nc*p.bucketRows())
 			clear(a.sums)
 			a.mass = Mass{}
 		}
@@ -243,7 +243,7 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 	// only, earlier entries close enough to this turn's start.
 	lo := max(h.base, h.base+i+1-int(p.window))
 	var m Mass
-	m.Local = rangeSum(row[lo:limit])
+	m.Local = float64(tensor.Sum(row[lo:limit]))
 	var early float64 // earlier turns' non-class entries inside the window
 	if i < int(p.window) {
 		for j := 0; j < h.base; j++ {
@@ -284,7 +284,7 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 		r, local := row, m.Local-early
 		if p.bucketRows() > 1 {
 			r = probs[g*limit : (g+1)*limit]
-			local = rangeSum(r[lo:limit])
+			local = float64(tensor.Sum(r[lo:limit]))
 			for _, j := range h.static {
 				if int(j) >= limit {
 					break
@@ -329,9 +329,6 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 		bucket[nc-1] += max(0, 1-kept-local-early)
 	}
 }
-
-// rangeSum sums a contiguous run of probabilities with the vector kernel.
-func rangeSum(x []float32) float64 { return float64(tensor.Sum(x)) }
 
 // Layer finishes one layer, heads in parallel on pool's workers (the
 // forward pass's own, already awake; nil: a pool of its own): pass 1's sums
@@ -449,7 +446,7 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	// order, the ranks of the entries row i can see (index < limit). Rows
 	// grow by one entry each, inserted at its rank, so each row's frequent
 	// set is a prefix of avail rather than a scan of the whole ranking.
-	w.rank = growI32(w.rank, h.total)
+	w.rank = grow(w.rank, h.total)
 	for r, j := range w.order {
 		w.rank[j] = int32(r)
 	}
@@ -466,7 +463,7 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	freq, local := int8(p.rankFreq), int8(p.rankLocal)
 	d := p.headDim
 	w.keys = cache.KeysF32(layer, kh, w.keys)
-	w.sel = growI32(w.sel, 3*(h.total+8))
+	w.sel = grow(w.sel, 3*(h.total+8))
 	// Rows go in tiles of tileCols query columns (rows × the group's
 	// heads): the union of a tile's frequent sets is scored once per
 	// column from keys still in L1, and each column's mass comes out of
@@ -577,8 +574,8 @@ type radix struct {
 // complemented bits, which order as the values do since x ≥ 0.
 func (r *radix) descending(x []float32, dst []int32) []int32 {
 	n := len(x)
-	r.keys, r.keys2 = growU32(r.keys, n), growU32(r.keys2, n)
-	r.order, r.order2 = growI32(dst, n), growI32(r.order2, n)
+	r.keys, r.keys2 = grow(r.keys, n), grow(r.keys2, n)
+	r.order, r.order2 = grow(dst, n), grow(r.order2, n)
 	for j, v := range x {
 		r.keys[j], r.order[j] = ^math.Float32bits(v), int32(j)
 	}
@@ -604,13 +601,6 @@ func (r *radix) descending(x []float32, dst []int32) []int32 {
 	return r.order
 }
 
-func growU32(s []uint32, n int) []uint32 {
-	if cap(s) < n {
-		return make([]uint32, n)
-	}
-	return s[:n]
-}
-
 // b2i is 1 for true: the compiler makes it a flag set, not a branch.
 func b2i(b bool) int {
 	if b {
@@ -619,16 +609,14 @@ func b2i(b bool) int {
 	return 0
 }
 
-// meanRow averages the group's rows of probs into dst.
+// meanRow averages the group's rows of probs (groups > 1) into dst.
 func meanRow(dst, probs []float32, groups, limit int) []float32 {
 	row := dst[:limit]
 	copy(row, probs[:limit])
 	for g := 1; g < groups; g++ {
 		tensor.Axpy(1, probs[g*limit:(g+1)*limit], row)
 	}
-	if groups > 1 {
-		tensor.Scale(1/float32(groups), row)
-	}
+	tensor.Scale(1/float32(groups), row)
 	return row
 }
 
@@ -637,37 +625,11 @@ func (p *Profiler) Result() *Profile {
 	return &Profile{Candidates: p.candidates, Heads: p.heads, Threshold: p.opt.Threshold}
 }
 
-func grow(s []float32, n int) []float32 {
+// grow returns s with length n, reallocated only when its capacity is short:
+// the profiler's scratch lives as long as it does and is reused per head.
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
-
-func growF64(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n)
-	}
-	return s[:n]
-}
-
-func growI8(s []int8, n int) []int8 {
-	if cap(s) < n {
-		return make([]int8, n)
-	}
-	return s[:n]
-}
-
-func growI32(s []int32, n int) []int32 {
-	if cap(s) < n {
-		return make([]int32, n)
-	}
-	return s[:n]
-}
-
-func growFlags(s []kvcache.Flags, n int) []kvcache.Flags {
-	if cap(s) < n {
-		return make([]kvcache.Flags, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }
