@@ -53,13 +53,8 @@ func AxpyRowsF16(out []float32, v []uint16, d int, p []float32, next []uint16) {
 	kern.axpyRowsF16(out, v, d, p, next)
 }
 
-// DotRowsIdx is DotRows over scattered rows: out[m] = scale·(row idx[m]·q),
-// rows d values apart in k.
-func DotRowsIdx(out, k []float32, d int, idx []int32, q []float32, scale float32) {
-	DotRowsIdxN(out, k, d, idx, q, 1, scale)
-}
-
-// DotRowsIdxN is DotRowsIdx for nq queries held d values apart in q:
+// DotRowsIdxN is DotRows over scattered rows (idx, rows d values apart in
+// k) for nq queries held d values apart in q:
 // out[c·len(idx)+m] = scale·(row idx[m]·query c). Each row is fetched once
 // for all the queries. FastGen's profiler scores a tile of prompt rows
 // against the union of their frequent sets this way: a few dozen rows
@@ -70,11 +65,11 @@ func DotRowsIdxN(out, k []float32, d int, idx []int32, q []float32, nq int, scal
 		rows = len(k) / d
 	}
 	if nq < 0 || len(out) < nq*len(idx) || len(q) < nq*d {
-		panic(fmt.Sprintf("tensor: DotRowsIdx: %d queries, %d indices, out %d, queries %d of %d", nq, len(idx), len(out), len(q), d))
+		panic(fmt.Sprintf("tensor: DotRowsIdxN: %d queries, %d indices, out %d, queries %d of %d", nq, len(idx), len(out), len(q), d))
 	}
 	for _, j := range idx {
 		if j < 0 || int(j) >= rows {
-			panic(fmt.Sprintf("tensor: DotRowsIdx: row %d of %d", j, rows))
+			panic(fmt.Sprintf("tensor: DotRowsIdxN: row %d of %d", j, rows))
 		}
 	}
 	if nq == 0 || len(idx) == 0 {

@@ -147,25 +147,31 @@ func TestDequantTileQ8_0(t *testing.T) {
 }
 
 // TestDotRowsIdx checks the gathered-row scores against float64 on awkward
-// head dims and index counts (vector and quad tails, repeated rows).
+// head dims, index counts (vector, quad and chunk tails, repeated rows) and
+// query counts (the kernel's query pairs and a leftover single).
 func TestDotRowsIdx(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
 		for _, d := range []int{1, 5, 8, 16, 24, 64, 72, 128, 136} {
 			const rows = 37
-			k, q := randVec(r, rows*d), randVec(r, d)
-			for _, n := range []int{0, 1, 3, 4, 5, 8, 13, 64} {
-				idx := make([]int32, n)
-				for m := range idx {
-					idx[m] = int32(r.IntN(rows))
-				}
-				got := make([]float32, n)
-				const scale = 0.61
-				DotRowsIdx(got, k, d, idx, q, scale)
-				for m, j := range idx {
-					want, abs := refDot(k[int(j)*d:(int(j)+1)*d], q)
-					if diff := math.Abs(float64(got[m]) - scale*want); diff > 1e-5*scale*abs+1e-6 {
-						t.Fatalf("d=%d n=%d entry %d (row %d): got %g, want %g", d, n, m, j, got[m], scale*want)
+			k := randVec(r, rows*d)
+			for _, n := range []int{0, 1, 3, 4, 5, 8, 13, 33, 70} {
+				for _, nq := range []int{1, 2, 3, 8} {
+					q := randVec(r, nq*d)
+					idx := make([]int32, n)
+					for m := range idx {
+						idx[m] = int32(r.IntN(rows))
+					}
+					got := make([]float32, nq*n)
+					const scale = 0.61
+					DotRowsIdxN(got, k, d, idx, q, nq, scale)
+					for c := range nq {
+						for m, j := range idx {
+							want, abs := refDot(k[int(j)*d:(int(j)+1)*d], q[c*d:(c+1)*d])
+							if g := got[c*n+m]; math.Abs(float64(g)-scale*want) > 1e-5*scale*abs+1e-6 {
+								t.Fatalf("d=%d n=%d nq=%d query %d entry %d (row %d): got %g, want %g", d, n, nq, c, m, j, g, scale*want)
+							}
+						}
 					}
 				}
 			}
@@ -178,10 +184,10 @@ func TestDotRowsIdxRejectsBadRows(t *testing.T) {
 		func() {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("DotRowsIdx(%v) over 4 rows did not panic", idx)
+					t.Errorf("DotRowsIdxN(%v) over 4 rows did not panic", idx)
 				}
 			}()
-			DotRowsIdx(make([]float32, len(idx)), make([]float32, 4*8), 8, idx, make([]float32, 8), 1)
+			DotRowsIdxN(make([]float32, len(idx)), make([]float32, 4*8), 8, idx, make([]float32, 8), 1, 1)
 		}()
 	}
 }
