@@ -161,9 +161,9 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		s.matmuls([4][]float32{q, k, v}, [4]*tensor.Matrix{l.wq, l.wk, l.wv}, xb, n)
 		if l.bq != nil {
 			for i := 0; i < n; i++ {
-				addTo(q[i*dim:(i+1)*dim], l.bq)
-				addTo(k[i*kvd:(i+1)*kvd], l.bk)
-				addTo(v[i*kvd:(i+1)*kvd], l.bv)
+				tensor.Axpy(1, l.bq, q[i*dim:(i+1)*dim])
+				tensor.Axpy(1, l.bk, k[i*kvd:(i+1)*kvd])
+				tensor.Axpy(1, l.bv, v[i*kvd:(i+1)*kvd])
 			}
 		}
 		s.perRow(n, rowTask{op: rowRope, dst: q, src: k})
@@ -288,12 +288,6 @@ func (t *rowTask) Run(_, lo, hi int) {
 			t.s.rope(t.dst[i*dim:(i+1)*dim], c.Heads, i)
 			t.s.rope(t.src[i*kvd:(i+1)*kvd], c.KVHeads, i)
 		}
-	}
-}
-
-func addTo(dst, src []float32) {
-	for i, v := range src {
-		dst[i] += v
 	}
 }
 
