@@ -209,6 +209,12 @@ func (c *Cache) Pos(layer, kvHead, i int) int32 {
 	return h.blocks[i/be].pos[i%be]
 }
 
+func (c *Cache) EntryFlags(layer, kvHead, i int) Flags {
+	h := c.h(layer, kvHead)
+	be := c.pool.blockEntries
+	return h.blocks[i/be].flags[i%be]
+}
+
 // Entries copies the positions and flags of the head's first len(pos)
 // entries (len(flags) == len(pos) ≤ Kept) block by block.
 func (c *Cache) Entries(layer, kvHead int, pos []int32, flags []Flags) {
@@ -220,12 +226,6 @@ func (c *Cache) Entries(layer, kvHead int, pos []int32, flags []Flags) {
 		copy(pos[j0:min(j0+be, len(pos))], b.pos)
 		copy(flags[j0:min(j0+be, len(pos))], b.flags)
 	}
-}
-
-func (c *Cache) EntryFlags(layer, kvHead, i int) Flags {
-	h := c.h(layer, kvHead)
-	be := c.pool.blockEntries
-	return h.blocks[i/be].flags[i%be]
 }
 
 // Score is entry i's frequency score.
