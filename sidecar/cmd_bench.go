@@ -172,7 +172,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitBadInput
 			}
-			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, *noMmap, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
+			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, *noMmap, *vsFlops, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
 			if err != nil {
 				fmt.Fprintln(stderr, "fastgen bench:", err)
 				return exitFailure
@@ -185,9 +185,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			r.RooflineKVPct = 100 * r.DecodeTokS * float64(r.WeightBytes+r.KVReadBytes) / 1e9 / r.BandwidthGBs
 			r.TGRooflinePct = 100 * r.TGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
 			if peak > 0 {
+				// The higher of the start-up and the after-run peak, as
+				// for the bandwidth.
 				r.PrefillGFLOPs = r.PrefillTokS * prefillFLOPs(shape, *promptN) / float64(*promptN) / 1e9
-				r.PeakGFLOPs = peak
-				r.PrefillPeakPct = 100 * r.PrefillGFLOPs / peak
+				r.PeakGFLOPs = max(peak, r.PeakGFLOPs)
+				r.PrefillPeakPct = 100 * r.PrefillGFLOPs / r.PeakGFLOPs
 			}
 			if *asJSON {
 				b, _ := json.Marshal(r)
@@ -205,7 +207,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, reps int, noMmap bool, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
+func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, reps int, noMmap, vsFlops bool, kv engine.KVOptions, eo engine.Options, stderr io.Writer) (benchJSON, error) {
 	path := model.SynthesizedPath(dir, shape, dt)
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "synthesizing %s %s model at %s ...\n", shape.Name, dt, path)
@@ -312,16 +314,22 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 		}
 	}
 	s, prefill, decode := best.s, best.prefill, best.decode
-	// Bandwidth measured right after decoding: on a shared machine the
-	// roofline moves by minutes, so compare with one from the same moment.
+	// Bandwidth (and with --vs-flops the FMA peak) measured right after
+	// the runs: on a shared machine both move by minutes, and a roofline
+	// taken while a neighbour held the cores reads too low.
 	bp := tensor.NewPool(eo.Threads)
 	bwNow := tensor.MeasureBandwidth(bp, 256<<20, 3)
+	var peakNow float64
+	if vsFlops {
+		peakNow = tensor.MeasureFLOPS(bp, 5)
+	}
 	bp.Close()
 	debug.FreeOSMemory()
 	defer s.Close()
 	wb := e.Model.WeightBytes()
 	r := benchJSON{
 		BandwidthNowGBs: bwNow,
+		PeakGFLOPs:      peakNow,
 		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN, NoMmap: noMmap,
 		PrefillTokS:    float64(promptN) / prefill.Seconds(),
 		DecodeTokS:     float64(decodeN) / decode.Seconds(),
