@@ -58,18 +58,37 @@ func BenchmarkProfile(b *testing.B) {
 	}
 	tp := tensor.NewPool(1)
 	defer tp.Close()
-	b.Run("rows", func(b *testing.B) {
-		for b.Loop() {
-			rows(NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil))
+	// rows: pass 1, keeping the rows; rows-unkept: without. One profiler
+	// serves every iteration, as one serves every layer of a prefill.
+	for _, limit := range []int{maxStore, 0} {
+		name := "rows"
+		if limit == 0 {
+			name = "rows-unkept"
 		}
-	})
-	b.Run("layer", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			p := NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil)
-			rows(p)
-			b.StartTimer()
-			p.Layer(0, q, nKV*d, c, scale, tp)
+		p := NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil)
+		p.maxStore = limit
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				rows(p)
+			}
+		})
+	}
+	// layer: pass 2 from the rows pass 1 kept; recompute: from the
+	// queries, as for a layer too large to keep.
+	for _, limit := range []int{maxStore, 0} {
+		name := "layer"
+		if limit == 0 {
+			name = "layer-recompute"
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				p := NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil)
+				p.maxStore = limit
+				rows(p)
+				b.StartTimer()
+				p.Layer(0, q, nKV*d, c, scale, tp)
+			}
+		})
+	}
 }

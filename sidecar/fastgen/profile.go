@@ -49,15 +49,17 @@ func Choose(recovery []float64, t float64) int {
 	return last
 }
 
-// Profiler profiles the prompt rows of one prefill, layer by layer, without
-// keeping an L×L map. Pass 1 takes each attention row as the forward pass
-// computes it (Row): column sums (the frequency scores), category masses,
-// each candidate's kept mass as if frequent kept nothing, and the row's
-// softmax normaliser. Pass 2 (in Layer) visits only each row's frequent set
-// under the final ranking, recomputing just those logits from the queries,
-// and moves their mass to the frequent candidate where it keeps them
-// earlier. Layer then writes each head's chosen policy and scores into the
-// cache; the caller applies them once the prefill is done (ApplyAll).
+// Profiler profiles the prompt rows of one prefill, layer by layer. Pass 1
+// takes each attention row as the forward pass computes it (Row): column
+// sums (the frequency scores), category masses, each candidate's kept mass
+// as if frequent kept nothing, and the row's softmax normaliser; it keeps
+// the layer's rows when they fit in maxStore bytes. Pass 2 (in Layer)
+// visits only each row's frequent set under the final ranking, gathering
+// those probabilities from the kept rows (or, for a layer too large to
+// keep, recomputing just those logits from the queries), and moves their
+// mass to the frequent candidate where it keeps them earlier. Layer then
+// writes each head's chosen policy and scores into the cache; the caller
+// applies them once the prefill is done (ApplyAll).
 //
 // Layer also works alone (no Begin/Row): it then recomputes pass 1's rows
 // from the queries.
@@ -77,6 +79,17 @@ type Profiler struct {
 	// candidate k iff one of its components has rank ≤ k.
 	rankSpecial, rankPunct, rankFreq, rankLocal int
 
+	// Pass 1's counted rows of the layer (each head's, bucketRows per
+	// prompt row) in half precision, kept for pass 2 when storing:
+	// gathering a probability costs a load where recomputing it costs a
+	// head_dim dot product. Writing them out is what keeping costs, so
+	// they are kept in 16 bits; a probability's rounding error is then
+	// under 2⁻¹¹ of it (at most 3·10⁻⁸ below 6·10⁻⁵), and a row's mass
+	// under 5·10⁻⁴ of it, far inside a threshold's margin.
+	store    []uint16
+	storing  bool
+	maxStore int // bytes
+
 	// the layer being profiled
 	layer int
 	begun bool
@@ -91,6 +104,7 @@ type Profiler struct {
 // headState is what pass 1 learns of one head's entries and rows.
 type headState struct {
 	total, base int
+	off         int    // where the head's rows start in the profiler's store
 	first       []int8 // per entry: the rank of its class components
 	pos         []int32
 	flags       []kvcache.Flags
@@ -128,6 +142,7 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	p := &Profiler{
 		opt: opt, candidates: opt.Candidates(n), fixed: fixed,
 		nHeads: nHeads, nKV: nKV, headDim: headDim, n: n, basePos: int32(basePos),
+		maxStore: maxStore,
 	}
 	p.window = int32(p.candidates[0].Window.Tokens)
 	p.freqK = make([]int, n)
@@ -156,7 +171,20 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	return p
 }
 
+// maxStore bounds the memory pass 1 keeps for pass 2 (one layer's rows,
+// reused by the next): a 512-token prompt on the 110M shape needs 3 MiB,
+// 2k tokens 50 MiB; a longer prompt's layers recompute their frequent
+// sets' logits instead.
+const maxStore = 64 << 20
+
 func (p *Profiler) groups() int { return p.nHeads / p.nKV }
+
+// rowOff is where counted row i (≥ p.start) of head h starts in the store:
+// after the rows before it, row i' holding bucketRows·(base+i'+1) values.
+func (p *Profiler) rowOff(h *headState, i int) int {
+	s := p.start
+	return h.off + p.bucketRows()*((i-s)*h.base+(i*(i+1)-s*(s+1))/2)
+}
 
 // bucketRows is 1 (the group's mean) or, for AggMin, one per query head.
 func (p *Profiler) bucketRows() int {
@@ -197,6 +225,17 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 				h.static = append(h.static, int32(j))
 			}
 		}
+	}
+	stored := 0
+	for kh := range p.hs {
+		h := &p.hs[kh]
+		h.off = stored
+		stored = p.rowOff(h, p.n)
+	}
+	p.storing = p.fixed == nil && stored*2 <= p.maxStore
+	if p.storing {
+		// One value more than the rows: the vector gather reads a pair.
+		p.store = grow(p.store, stored+1)
 	}
 	for len(p.acc) < workers {
 		p.acc = append(p.acc, make([]headAcc, p.nKV))
@@ -274,6 +313,13 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 	a.mass.Other += m.Other
 	if p.fixed != nil || i < p.start {
 		return
+	}
+	if p.storing {
+		if p.bucketRows() == 1 {
+			tensor.F32ToF16s(p.store[p.rowOff(h, i):], row)
+		} else {
+			tensor.F32ToF16s(p.store[p.rowOff(h, i):], probs[:groups*limit])
+		}
 	}
 	// Each entry's mass goes to the first candidate that keeps it: class
 	// entries by their rank (or local's, if earlier and in the window), the
@@ -462,13 +508,17 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	rows := p.bucketRows()
 	freq, local := int8(p.rankFreq), int8(p.rankLocal)
 	d := p.headDim
-	w.keys = cache.KeysF32(layer, kh, w.keys)
 	w.sel = grow(w.sel, 3*(h.total+8))
-	// Rows go in tiles of tileCols query columns (rows × the group's
-	// heads): the union of a tile's frequent sets is scored once per
-	// column from keys still in L1, and each column's mass comes out of
-	// one masked vector exp.
-	tileRows := max(1, tileCols/groups)
+	// Rows go in tiles that share one selection of their frequent sets'
+	// union per class. From kept rows, each row's mass is one masked
+	// gather; otherwise a tile is tileCols query columns (rows × the
+	// group's heads), the union is scored once per column from keys still
+	// in L1, and each column's mass comes out of one masked vector exp.
+	tileRows := tileCols
+	if !p.storing {
+		w.keys = cache.KeysF32(layer, kh, w.keys)
+		tileRows = max(1, tileCols/groups)
+	}
 	// The class ranks an entry can have (special's, punct's, or none:
 	// full's) that come after frequent's: the buckets it takes mass from.
 	var from []int8
@@ -494,10 +544,19 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 			}
 			maxThr = max(maxThr, thr[r])
 		}
-		// The tile's queries, d apart, column r·groups+g.
-		w.tileQ = grow(w.tileQ, nr*groups*d)
-		for r := 0; r < nr; r++ {
-			copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
+		if p.storing && i0+nr < p.n {
+			// The next tile's rows were written in pass 1 and are in L3
+			// or memory by now; the gathers into them would wait on
+			// each line in turn.
+			next := min(p.n, i0+nr+tileRows)
+			tensor.Prefetch(p.store[p.rowOff(h, i0+nr):p.rowOff(h, next)])
+		}
+		if !p.storing {
+			// The tile's queries, d apart, column r·groups+g.
+			w.tileQ = grow(w.tileQ, nr*groups*d)
+			for r := 0; r < nr; r++ {
+				copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
+			}
 		}
 		end, _ := slices.BinarySearch(w.avail, maxThr+1)
 		union := w.avail[:end]
@@ -523,16 +582,33 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 				js[n], rk[n], ps[n] = 0, math.MaxInt32, math.MaxInt32
 			}
 			js, rk, ps = js[:n], rk[:n], ps[:n]
+			inOld := min(b, local)
+			if p.storing {
+				for r := 0; r < nr; r++ {
+					i := i0 + r
+					limit := h.base + i + 1
+					off := p.rowOff(h, i)
+					// The selection is in rank order: row r's frequent
+					// entries are a prefix of it.
+					m := prefix(rk, thr[r])
+					for g := 0; g < rows; g++ {
+						x := p.store[off+g*limit : off+(g+1)*limit]
+						lo, hi := tensor.GatherSumMaskedF16(x, js[:m], rk[:m], ps[:m], thr[r], curs[r], curs[r]-p.window+1)
+						p.move(a.sums[g*nc:(g+1)*nc], b, inOld, freq, float64(lo), float64(hi))
+					}
+				}
+				continue
+			}
 			cols := nr * groups
 			w.logits = grow(w.logits, cols*n)
 			tensor.DotRowsIdxN(w.logits, w.keys, d, js, w.tileQ[:cols*d], cols, float32(p.scale))
-			inOld := min(b, local)
 			for r := 0; r < nr; r++ {
 				i := i0 + r
+				m := prefix(rk, thr[r])
 				var outSum, inSum float64
 				for g := 0; g < groups; g++ {
 					c := r*groups + g
-					lo, hi := tensor.ExpSumMasked(w.logits[c*n:(c+1)*n], rk, ps, float32(h.lse[i*groups+g]), thr[r], curs[r], curs[r]-p.window+1)
+					lo, hi := tensor.ExpSumMasked(w.logits[c*n:c*n+m], rk[:m], ps[:m], float32(h.lse[i*groups+g]), thr[r], curs[r], curs[r]-p.window+1)
 					if rows > 1 {
 						p.move(a.sums[g*nc:(g+1)*nc], b, inOld, freq, float64(lo), float64(hi))
 					}
@@ -549,6 +625,13 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 
 // tileCols is pass 2's query columns per tile.
 const tileCols = 8
+
+// prefix is how many of the ascending ranks are ≤ thr, rounded up to whole
+// vectors of 8 (the entries past it are masked anyway; rk is padded).
+func prefix(rk []int32, thr int32) int {
+	m, _ := slices.BinarySearch(rk, thr+1)
+	return min(len(rk), (m+7)&^7)
+}
 
 // move shifts mass frequent keeps earlier into its bucket: out (outside the
 // window) from bucket b, in (inside) from bucket inOld when that is after

@@ -122,6 +122,46 @@ func expSumMaskedGo(x []float32, rank, pos []int32, shift float32, maxRank, maxP
 	return lo, hi
 }
 
+// Prefetch asks for x's cache lines ahead of reads that the hardware
+// prefetcher cannot predict (gathers into a row that is in L3 or memory).
+// It changes no result; where there is no prefetch instruction it does
+// nothing.
+func Prefetch(x []uint16) {
+	if len(x) > 0 {
+		kern.prefetch(x)
+	}
+}
+
+// GatherSumMaskedF16 sums the half-precision x[idx[m]] over the m with
+// rank[m] ≤ maxRank and pos[m] ≤ maxPos, split by position as
+// ExpSumMasked: hi over pos[m] ≥ split, lo below. idx, rank and pos are
+// equally long; masked entries are never read, and the idx of every other
+// entry must index x. The vector path reads one value past len(x), so it
+// runs only where x's capacity has it. The profiler's pass 2 takes a prompt
+// row's frequent-set mass from the row of probabilities pass 1 kept.
+func GatherSumMaskedF16(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
+	if len(rank) != len(idx) || len(pos) != len(idx) {
+		panic(fmt.Sprintf("tensor: GatherSumMaskedF16: %d indices, %d ranks, %d positions", len(idx), len(rank), len(pos)))
+	}
+	return kern.gatherSumMaskedF16(x, idx, rank, pos, maxRank, maxPos, split)
+}
+
+func prefetchGo([]uint16) {}
+
+func gatherSumMaskedF16Go(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
+	for m, j := range idx {
+		if rank[m] > maxRank || pos[m] > maxPos {
+			continue
+		}
+		if pos[m] >= split {
+			hi += f16Table[x[j]]
+		} else {
+			lo += f16Table[x[j]]
+		}
+	}
+	return lo, hi
+}
+
 func checkRows(op string, n, rows, d, vec int) {
 	if d < 0 || rows < n*d || vec < d {
 		panic(fmt.Sprintf("tensor: %s: %d rows of %d need %d values, have %d (vector %d)", op, n, d, n*d, rows, vec))

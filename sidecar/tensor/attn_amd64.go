@@ -167,6 +167,28 @@ func expSumMaskedAVX2Go(x []float32, rank, pos []int32, shift float32, maxRank, 
 }
 
 //go:noescape
+func prefetchLines(x *uint16, bytes int)
+
+func prefetchAVX2Go(x []uint16) { prefetchLines(&x[0], 2*len(x)) }
+
+//go:noescape
+func gatherSumMaskedF16AVX2(x *uint16, last int32, idx, rank, pos *int32, n int, maxRank, maxPos, split1 int32) (lo, hi float32)
+
+func gatherSumMaskedF16AVX2Go(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
+	v := len(idx) &^ 7
+	if v > 0 && split > math.MinInt32 && len(x) > 0 && cap(x) > len(x) && len(x) <= math.MaxInt32 {
+		lo, hi = gatherSumMaskedF16AVX2(&x[0], int32(len(x)-1), &idx[0], &rank[0], &pos[0], v, maxRank, maxPos, split-1)
+	} else {
+		v = 0
+	}
+	if v == len(idx) { // the profiler pads to whole vectors: no tail
+		return lo, hi
+	}
+	l, h := gatherSumMaskedF16Go(x, idx[v:], rank[v:], pos[v:], maxRank, maxPos, split)
+	return lo + l, hi + h
+}
+
+//go:noescape
 func mulScaleAVX2(out, x, w *float32, n int, s float32)
 
 func mulScaleAVX2Go(out, x, w []float32, s float32) {

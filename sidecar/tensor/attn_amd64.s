@@ -636,6 +636,97 @@ maskloop:
 	VZEROUPPER
 	RET
 
+// func prefetchLines(x *uint16, bytes int)
+// PREFETCHT0 of every 64-byte line that holds x's first bytes (> 0).
+TEXT ·prefetchLines(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ bytes+8(FP), CX
+	MOVQ SI, AX
+	ANDQ $63, AX
+	ADDQ AX, CX  // from the start of x's first line
+	ANDQ $-64, SI
+
+prefetchloop:
+	PREFETCHT0 (SI)
+	ADDQ       $64, SI
+	SUBQ       $64, CX
+	JGT        prefetchloop
+	RET
+
+DATA lowHalves<>+0(SB)/4, $0x0000ffff
+GLOBL lowHalves<>(SB), RODATA|NOPTR, $4
+
+// func gatherSumMaskedF16AVX2(x *uint16, last int32, idx, rank, pos *int32, n int, maxRank, maxPos, split1 int32) (lo, hi float32)
+// Over n entries (a multiple of 8): x[idx] gathered where rank ≤ maxRank
+// and pos ≤ maxPos (other lanes are not read), summed into hi where pos >
+// split1 and into lo elsewhere. Each lane loads the 32 bits at x+2·idx and
+// keeps the low half (so x[last+1] must be readable); the eight halves are
+// packed and converted at once. Indices are clamped to [0, last], so a bad
+// index reads a wrong value of x, never memory outside it.
+TEXT ·gatherSumMaskedF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ         x+0(FP), SI
+	MOVL         last+8(FP), AX
+	VMOVD        AX, X11
+	VPBROADCASTD X11, Y11
+	MOVQ         idx+16(FP), DX
+	MOVQ         rank+24(FP), R8
+	MOVQ         pos+32(FP), R9
+	MOVQ         n+40(FP), CX
+	MOVL         maxRank+48(FP), AX
+	VMOVD        AX, X8
+	VPBROADCASTD X8, Y8
+	MOVL         maxPos+52(FP), AX
+	VMOVD        AX, X9
+	VPBROADCASTD X9, Y9
+	MOVL         split1+56(FP), AX
+	VMOVD        AX, X10
+	VPBROADCASTD X10, Y10
+	VPBROADCASTD lowHalves<>(SB), Y15
+	VPXOR        Y13, Y13, Y13
+	VPCMPEQD     Y14, Y14, Y14 // all ones
+	VXORPS       Y7, Y7, Y7
+	VXORPS       Y12, Y12, Y12
+
+gatherloop:
+	VMOVDQU    (R8), Y4
+	VPCMPGTD   Y8, Y4, Y6     // rank > maxRank
+	VMOVDQU    (R9), Y5
+	VPCMPGTD   Y9, Y5, Y3     // pos > maxPos
+	VPOR       Y3, Y6, Y6
+	VPXOR      Y14, Y6, Y6    // lanes to read
+	VMOVDQU    (DX), Y1
+	VPMINSD    Y11, Y1, Y1
+	VPMAXSD    Y13, Y1, Y1
+	VPXOR      Y0, Y0, Y0
+	VPGATHERDD Y6, (SI)(Y1*2), Y0
+	VPAND      Y15, Y0, Y0
+	VPACKUSDW  Y0, Y0, Y0     // per 128-bit lane: its four halves, twice
+	VPERMQ     $0x08, Y0, Y0  // the eight halves in order, low 128 bits
+	VCVTPH2PS  X0, Y0
+	VPCMPGTD   Y10, Y5, Y4    // pos > split1
+	VANDPS     Y0, Y4, Y3
+	VADDPS     Y3, Y12, Y12
+	VANDNPS    Y0, Y4, Y3
+	VADDPS     Y3, Y7, Y7
+	ADDQ       $32, DX
+	ADDQ       $32, R8
+	ADDQ       $32, R9
+	SUBQ       $8, CX
+	JNZ        gatherloop
+
+	VEXTRACTF128 $1, Y7, X0
+	VADDPS       X7, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X0, lo+64(FP)
+	VEXTRACTF128 $1, Y12, X0
+	VADDPS       X12, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X0, hi+68(FP)
+	VZEROUPPER
+	RET
+
 DATA swigluHi<>+0(SB)/4, $88.0
 GLOBL swigluHi<>(SB), RODATA|NOPTR, $4
 

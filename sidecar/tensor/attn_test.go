@@ -229,6 +229,51 @@ func TestExpSumMasked(t *testing.T) {
 	})
 }
 
+// TestGatherSumMaskedF16 checks the masked gathered sums against float64 on
+// every path, with lengths around the vector width, duplicate indices,
+// masked entries whose indices lie outside x (which must not be read), the
+// last value of x gathered, and x without capacity past its end.
+func TestGatherSumMaskedF16(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(13, 14))
+		buf := make([]uint16, 41)
+		for i := range buf {
+			buf[i] = F32ToF16(float32(r.NormFloat64()))
+		}
+		for _, x := range [][]uint16{buf[:40], buf[:41:41]} {
+			for _, n := range []int{0, 1, 7, 8, 9, 16, 31, 100} {
+				idx, rank, pos := make([]int32, n), make([]int32, n), make([]int32, n)
+				for m := range idx {
+					idx[m], rank[m], pos[m] = int32(r.IntN(len(x))), int32(r.IntN(50)), int32(r.IntN(60))-5
+					switch m % 11 {
+					case 4: // masked by rank: may point anywhere
+						idx[m], rank[m] = 1<<30, 1000
+					case 7:
+						idx[m] = int32(len(x) - 1)
+					}
+				}
+				for _, b := range [][3]int32{{49, 60, 0}, {20, 30, 10}, {-1, 60, 0}, {49, -10, 0}, {25, 25, math.MinInt32}, {25, 25, math.MaxInt32}} {
+					lo, hi := GatherSumMaskedF16(x, idx, rank, pos, b[0], b[1], b[2])
+					var wlo, whi float64
+					for m, j := range idx {
+						if rank[m] > b[0] || pos[m] > b[1] {
+							continue
+						}
+						if v := float64(F16ToF32(x[j])); pos[m] >= b[2] {
+							whi += v
+						} else {
+							wlo += v
+						}
+					}
+					if math.Abs(float64(lo)-wlo) > 1e-5 || math.Abs(float64(hi)-whi) > 1e-5 {
+						t.Fatalf("len %d n=%d bounds %v: lo %g hi %g, want %g %g", len(x), n, b, lo, hi, wlo, whi)
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestSwiGLU checks the gated activation against float64 on every path, at
 // lengths with vector tails, gates far into both tails of the sigmoid, and
 // with out aliasing gate (as the forward pass calls it); SwiGLUParallel
