@@ -33,7 +33,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&m.noMmap, "no-mmap", false, noMmapHelp)
 }
 
-const noMmapHelp = "copy the model into memory with 2 MB pages instead of mapping the file: faster decode, slower load, memory not shared"
+const noMmapHelp = "copy the model into memory with 2 MB pages instead of mapping the file: faster decode where the mapping gets only 4 KB pages, slower load, memory not shared"
 
 // load opens the engine, or prints why not and returns the exit status.
 func (m *modelFlags) load(stderr io.Writer) (*engine.Engine, int) {

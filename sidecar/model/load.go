@@ -44,7 +44,8 @@ type LoadOptions struct {
 	Ctx int
 	// NoMmap copies the file into memory backed by 2 MB pages where the OS
 	// offers them (mmap.Read) instead of mapping it: decode streams the
-	// weights faster, loading reads the whole file, and the memory is the
+	// weights faster where the mapping gets only 4 KB pages (see
+	// mmap.File), loading reads the whole file, and the memory is the
 	// process's own rather than shared page cache.
 	NoMmap bool
 }
