@@ -572,6 +572,12 @@ idxdone:
 	VZEROUPPER
 	RET
 
+// The masked sums' shared steps: V's lanes added to Y12 (hi) where Y4 is
+// set and to Y7 (lo) elsewhere; at the end both reduced and returned.
+#define SPLITADD(V) VANDPS V, Y4, Y3; VADDPS Y3, Y12, Y12; VANDNPS V, Y4, Y3; VADDPS Y3, Y7, Y7
+#define HSUM8(Y, X) VEXTRACTF128 $1, Y, X0; VADDPS X, X0, X0; VHADDPS X0, X0, X0; VHADDPS X0, X0, X0
+#define RETLOHI(LO, HI) HSUM8(Y7, X7); MOVSS X0, LO; HSUM8(Y12, X12); MOVSS X0, HI; VZEROUPPER; RET
+
 // func expSumMaskedAVX2(x *float32, rank, pos *int32, n int, shift float32, maxRank, maxPos, split1 int32) (lo, hi float32)
 // Over n entries (a multiple of 8): e = e^(x−shift) as expSumAVX2, zero
 // where rank > maxRank or pos > maxPos, summed into hi where pos > split1
@@ -613,28 +619,14 @@ maskloop:
 	VANDNPS      Y5, Y6, Y5           // masked lanes: 0
 	VMOVDQU      (R9), Y4
 	VPCMPGTD     split-32(SP), Y4, Y4 // pos > split1
-	VANDPS       Y5, Y4, Y3
-	VADDPS       Y3, Y12, Y12
-	VANDNPS      Y5, Y4, Y3
-	VADDPS       Y3, Y7, Y7
+	SPLITADD(Y5)
 	ADDQ         $32, SI
 	ADDQ         $32, R8
 	ADDQ         $32, R9
 	SUBQ         $8, CX
 	JNZ          maskloop
 
-	VEXTRACTF128 $1, Y7, X0
-	VADDPS       X7, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, lo+48(FP)
-	VEXTRACTF128 $1, Y12, X0
-	VADDPS       X12, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, hi+52(FP)
-	VZEROUPPER
-	RET
+	RETLOHI(lo+48(FP), hi+52(FP))
 
 // func prefetchLines(x *uint16, bytes int)
 // PREFETCHT0 of every 64-byte line that holds x's first bytes (> 0).
@@ -704,28 +696,14 @@ gatherloop:
 	VPERMQ     $0x08, Y0, Y0  // the eight halves in order, low 128 bits
 	VCVTPH2PS  X0, Y0
 	VPCMPGTD   Y10, Y5, Y4    // pos > split1
-	VANDPS     Y0, Y4, Y3
-	VADDPS     Y3, Y12, Y12
-	VANDNPS    Y0, Y4, Y3
-	VADDPS     Y3, Y7, Y7
+	SPLITADD(Y0)
 	ADDQ       $32, DX
 	ADDQ       $32, R8
 	ADDQ       $32, R9
 	SUBQ       $8, CX
 	JNZ        gatherloop
 
-	VEXTRACTF128 $1, Y7, X0
-	VADDPS       X7, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, lo+64(FP)
-	VEXTRACTF128 $1, Y12, X0
-	VADDPS       X12, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, hi+68(FP)
-	VZEROUPPER
-	RET
+	RETLOHI(lo+64(FP), hi+68(FP))
 
 DATA swigluHi<>+0(SB)/4, $88.0
 GLOBL swigluHi<>(SB), RODATA|NOPTR, $4
