@@ -188,8 +188,15 @@ func f32ToF16sAVX2Go(dst []uint16, src []float32) {
 	if v > 0 {
 		f32ToF16sAVX2(&dst[0], &src[0], v)
 	}
-	for i := v; i < n; i++ {
-		dst[i] = F32ToF16(src[i])
+	if v < n {
+		// The tail through one vector on the stack: the scalar
+		// conversion cost as much as the vectors for the profiler's
+		// rows of a few hundred values.
+		var in [8]float32
+		var out [8]uint16
+		copy(in[:], src[v:])
+		f32ToF16sAVX2(&out[0], &in[0], 8)
+		copy(dst[v:], out[:n-v])
 	}
 }
 

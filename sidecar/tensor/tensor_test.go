@@ -150,17 +150,32 @@ func TestF16SliceConversions(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	forEachPath(t, func(t *testing.T) {
 		for _, n := range []int{0, 1, 7, 8, 15, 16, 33, 100} {
+			// The specials (overflow, subnormals, NaN) land in the
+			// vector tail as well as in whole vectors.
 			src := randVec(r, n)
-			src = append(src, float32(math.Inf(1)), 1e-6, -3e-8, 70000)[:n]
-			h := make([]uint16, n)
+			specials := []float32{float32(math.Inf(1)), 1e-6, -3e-8, 70000, float32(math.NaN())}
+			for i := range min(n, len(specials)) {
+				src[n-1-i] = specials[i]
+			}
+			// dst is longer than src: nothing past n may be written.
+			h := make([]uint16, n+9)
+			for i := range h {
+				h[i] = 0xbeef
+			}
 			F32ToF16s(h, src)
+			for i := n; i < len(h); i++ {
+				if h[i] != 0xbeef {
+					t.Fatalf("n=%d: F32ToF16s wrote dst[%d]", n, i)
+				}
+			}
+			h = h[:n]
 			back := make([]float32, n)
 			F16ToF32s(back, h)
 			for i := range n {
 				if want := F32ToF16(src[i]); h[i] != want {
 					t.Fatalf("n=%d F32ToF16s[%d] = %#04x, want %#04x", n, i, h[i], want)
 				}
-				if back[i] != F16ToF32(h[i]) {
+				if math.Float32bits(back[i]) != math.Float32bits(F16ToF32(h[i])) {
 					t.Fatalf("n=%d F16ToF32s[%d] = %g", n, i, back[i])
 				}
 			}
