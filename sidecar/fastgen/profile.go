@@ -281,31 +281,10 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 	// contiguous range of this turn's entries, plus, for the first rows
 	// only, earlier entries close enough to this turn's start.
 	lo := max(h.base, h.base+i+1-int(p.window))
-	var m Mass
-	m.Local = float64(tensor.Sum(row[lo:limit]))
-	var early float64 // earlier turns' non-class entries inside the window
-	if i < int(p.window) {
-		for j := 0; j < h.base; j++ {
-			if cur-h.pos[j] < p.window && h.flags[j]&(kvcache.FlagSpecial|kvcache.FlagPunct) == 0 {
-				early += float64(row[j])
-			}
-		}
-	}
-	for _, j := range h.static {
-		if int(j) >= limit {
-			break
-		}
-		v := float64(row[j])
-		if h.flags[j]&kvcache.FlagSpecial != 0 {
-			m.Special += v
-		} else {
-			m.Punct += v
-		}
-		if int(j) >= lo {
-			m.Local -= v // counted as its class, not as local
-		}
-	}
-	m.Local += early
+	cs := p.classSums(h, row, lo, limit, cur)
+	early := p.early(h, row, i, cur)
+	local := float64(tensor.Sum(row[lo:limit])) - cs.inWindow
+	m := Mass{Special: cs.special, Punct: cs.punct, Local: local + early}
 	m.Other = max(0, 1-m.Special-m.Punct-m.Local)
 	a.mass.Special += m.Special
 	a.mass.Punct += m.Punct
@@ -327,53 +306,70 @@ func (p *Profiler) accumulate(a *headAcc, h *headState, scratch []float32, i int
 	// pass 2 finds frequent keeping some of them).
 	nc := len(p.candidates)
 	for g := 0; g < p.bucketRows(); g++ {
-		r, local := row, m.Local-early
 		if p.bucketRows() > 1 {
-			r = probs[g*limit : (g+1)*limit]
-			local = float64(tensor.Sum(r[lo:limit]))
-			for _, j := range h.static {
-				if int(j) >= limit {
-					break
-				}
-				if int(j) >= lo {
-					local -= float64(r[j])
-				}
-			}
-			early = 0
-			if i < int(p.window) {
-				for j := 0; j < h.base; j++ {
-					if cur-h.pos[j] < p.window && h.flags[j]&(kvcache.FlagSpecial|kvcache.FlagPunct) == 0 {
-						early += float64(r[j])
-					}
-				}
-			}
+			r := probs[g*limit : (g+1)*limit]
+			cs = p.classSums(h, r, lo, limit, cur)
+			early = p.early(h, r, i, cur)
+			local = float64(tensor.Sum(r[lo:limit])) - cs.inWindow
 		}
-		// A class entry's class rank is special's or punct's (full's when
-		// its component is dropped); the window moves it to local's when
-		// that comes first. Summed in registers, added once.
-		toLocal := local + early
-		var toSpecial, toPunct, kept float64
-		for _, j := range h.static {
-			if int(j) >= limit {
-				break
-			}
-			v := float64(r[j])
-			kept += v
-			switch k := h.first[j]; {
-			case cur-h.pos[j] < p.window && int8(p.rankLocal) < k:
-				toLocal += v
-			case k == int8(p.rankSpecial):
-				toSpecial += v
-			default:
-				toPunct += v
-			}
-		}
+		kept := cs.special + cs.punct + local + early
 		bucket := a.sums[g*nc : (g+1)*nc]
-		bucket[p.rankLocal] += toLocal
-		bucket[p.rankSpecial] += toSpecial
-		bucket[p.rankPunct] += toPunct
-		bucket[nc-1] += max(0, 1-kept-local-early)
+		bucket[p.rankLocal] += local + early + cs.toLocal
+		bucket[p.rankSpecial] += cs.toSpecial
+		bucket[p.rankPunct] += cs.toPunct
+		bucket[nc-1] += max(0, 1-kept)
 	}
+}
+
+// classSums is what one row puts on the head's class (special or punct)
+// entries among its first limit: by class, the part inside the window
+// (from lo), and by the bucket that first keeps each (its class rank's, or
+// local's when that comes first and the entry is in the window).
+type classSums struct {
+	special, punct, inWindow    float64
+	toLocal, toSpecial, toPunct float64
+}
+
+func (p *Profiler) classSums(h *headState, r []float32, lo, limit int, cur int32) classSums {
+	var s classSums
+	for _, j := range h.static {
+		if int(j) >= limit {
+			break
+		}
+		v := float64(r[j])
+		if h.flags[j]&kvcache.FlagSpecial != 0 {
+			s.special += v
+		} else {
+			s.punct += v
+		}
+		if int(j) >= lo {
+			s.inWindow += v
+		}
+		switch k := h.first[j]; {
+		case cur-h.pos[j] < p.window && int8(p.rankLocal) < k:
+			s.toLocal += v
+		case k == int8(p.rankSpecial):
+			s.toSpecial += v
+		default:
+			s.toPunct += v
+		}
+	}
+	return s
+}
+
+// early is what row i (at position cur) puts on earlier turns' non-class
+// entries that are still inside its window (only the first rows of a
+// turn reach back that far).
+func (p *Profiler) early(h *headState, r []float32, i int, cur int32) float64 {
+	var e float64
+	if i < int(p.window) {
+		for j := 0; j < h.base; j++ {
+			if cur-h.pos[j] < p.window && h.flags[j]&(kvcache.FlagSpecial|kvcache.FlagPunct) == 0 {
+				e += float64(r[j])
+			}
+		}
+	}
+	return e
 }
 
 // Layer finishes one layer, heads in parallel on pool's workers (the
