@@ -15,7 +15,7 @@ import (
 // scale of 1, q·k_p = q[p], so a query whose entries are log A[p] makes the
 // softmax reproduce any attention row A exactly (to float32 rounding).
 
-const hdim = 64 // ≥ every position used below
+const hdim = 128 // ≥ every position used below
 
 // turn is one prompt turn of a single-layer cache for the profiler.
 type turn struct {
@@ -342,6 +342,9 @@ func TestProfilerMatchesReference(t *testing.T) {
 		})
 		b := newBench(t, nKV)
 		n1 := 12 + rng.IntN(8)
+		if trial%3 == 1 {
+			n1 = 40 + rng.IntN(60) // several of pass 2's tiles
+		}
 		zero := make([]int, nKV)
 		tr := turn{flags: randomFlags(n1), maps: randomMaps(nKV, groups, n1, zero)}
 		check := func(prof *Profile, tr turn, basePos int) {
