@@ -24,24 +24,29 @@ const hugePage = 2 << 20
 // the same bytes on 2 MB pages. Linux maps a file's 2 MB folios with one
 // page-directory entry when the virtual address is 2 MB-aligned like the
 // file offset, and a mapping advised MADV_HUGEPAGE reads the file ahead
-// into 2 MB folios where the filesystem supports large folios (ext4, xfs
-// and tmpfs on recent kernels). So the file is mapped at an aligned address
-// with that advice, and when its first 2 MB turn out to be cached in small
-// folios (a file just written or read with read(2)), the cached pages that
-// no process maps are dropped once and the file is mapped again: one extra
-// read of the file at load for every token after it. Where none of this is
-// supported, the mapping is an ordinary one.
+// into 2 MB folios where the filesystem supports large folios (xfs since
+// Linux 5.18, ext4 since 6.16, tmpfs mounted with huge pages). So the file
+// is mapped at an aligned address with that advice. When its first 2 MB
+// turn out to be cached in small folios (a file just written, or read with
+// read(2)), File probes: it drops that 2 MB from the cache and faults it
+// again. Only if it then comes back as one 2 MB page does File drop the
+// rest of the file's cached pages that no process maps, so they are read
+// again into 2 MB folios as decode first touches them: one extra read of
+// the file for every token after it. On a filesystem without large folios
+// the probe costs a re-read of 2 MB and the mapping stays on 4 KB pages.
 func File(fd *os.File, size int) ([]byte, func() error, error) {
 	b, err := mapAligned(fd, size)
 	if err != nil || size < hugePage || pmdMapped(b) {
 		return b, unmapper(b), err
 	}
-	if err := unmap(b); err != nil {
-		return nil, nil, err
+	// Advice only, all three: where one is refused the mapping is simply
+	// left on smaller pages.
+	_ = unix.Madvise(b[:hugePage], unix.MADV_DONTNEED) // our entries for the probe's 2 MB
+	_ = unix.Fadvise(int(fd.Fd()), 0, hugePage, unix.FADV_DONTNEED)
+	if pmdMapped(b) {
+		_ = unix.Fadvise(int(fd.Fd()), hugePage, 0, unix.FADV_DONTNEED) // to the end
 	}
-	_ = unix.Fadvise(int(fd.Fd()), 0, 0, unix.FADV_DONTNEED) // advice only
-	b, err = mapAligned(fd, size)
-	return b, unmapper(b), err
+	return b, unmapper(b), nil
 }
 
 // mapAligned maps fd at a 2 MB-aligned address advised for huge pages: it

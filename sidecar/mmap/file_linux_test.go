@@ -8,18 +8,28 @@ import (
 )
 
 // TestFileAligned checks that a mapping is 2 MB-aligned, the precondition
-// for the kernel to map the file's 2 MB folios with one entry each, that it
-// holds the file's bytes, also after the re-map that small cached folios
-// trigger.
+// for the kernel to map the file's 2 MB folios with one entry each, and
+// that it holds the file's bytes, also after the probe that small cached
+// folios trigger (which drops cached pages under the mapping).
 func TestFileAligned(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f")
 	want := make([]byte, 3*hugePage+123)
 	for i := range want {
 		want[i] = byte(i ^ i>>9)
 	}
-	// Written just now, so cached in the folios the write made: File
-	// takes its drop-and-map-again path whenever they are small.
-	if err := os.WriteFile(path, want, 0o644); err != nil {
+	// Written just now, so cached in the folios the write made (and
+	// synced, so they can be dropped): File probes whenever they are small.
+	f, err := os.Create(path)
+	if err == nil {
+		_, err = f.Write(want)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
