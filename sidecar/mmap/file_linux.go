@@ -36,8 +36,11 @@ const hugePage = 2 << 20
 // the probe costs a re-read of 2 MB and the mapping stays on 4 KB pages.
 func File(fd *os.File, size int) ([]byte, func() error, error) {
 	b, err := mapAligned(fd, size)
-	if err != nil || size < hugePage || pmdMapped(b) {
-		return b, unmapper(b), err
+	if err != nil {
+		return nil, nil, err
+	}
+	if size < hugePage || pmdMapped(b) {
+		return b, unmapper(b), nil
 	}
 	// Advice only, all three: where one is refused the mapping is simply
 	// left on smaller pages.
