@@ -54,10 +54,10 @@ func Choose(recovery []float64, t float64) int {
 // sums (the frequency scores), category masses, each candidate's kept mass
 // as if frequent kept nothing, and the row's softmax normaliser; it keeps
 // the layer's rows when they fit in maxStore bytes. Pass 2 (in Layer)
-// visits only each row's frequent set under the final ranking, gathering
-// those probabilities from the kept rows (or, for a layer too large to
-// keep, recomputing just those logits from the queries), and moves their
-// mass to the frequent candidate where it keeps them earlier. Layer then
+// finds each row's frequent set under the final ranking, sums its
+// probabilities in the kept row (or, for a layer too large to keep,
+// recomputes just those logits from the queries), and moves their mass to
+// the frequent candidate where it keeps them earlier. Layer then
 // writes each head's chosen policy and scores into the cache; the caller
 // applies them once the prefill is done (ApplyAll).
 //
@@ -81,7 +81,7 @@ type Profiler struct {
 
 	// Pass 1's counted rows of the layer (each head's, bucketRows per
 	// prompt row) in half precision, kept for pass 2 when storing:
-	// gathering a probability costs a load where recomputing it costs a
+	// reading a probability costs a load where recomputing it costs a
 	// head_dim dot product. Writing them out is what keeping costs, so
 	// they are kept in 16 bits; a probability's rounding error is then
 	// under 2⁻¹¹ of it (at most 3·10⁻⁸ below 6·10⁻⁵), and a row's mass
@@ -126,6 +126,7 @@ type headWorker struct {
 	lse        []float32
 	sel        []int32 // a tile's entries of one class rank: index, rank, position
 	rank       []int32
+	rankB      []int32 // keptRows: ranks of one class's entries, per class
 	avail      []int32
 	logits     []float32
 	keys       []float32 // the head's keys, contiguous (KeysF32)
@@ -205,7 +206,7 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 		h.total = cache.Kept(layer, kh)
 		h.base = h.total - p.n
 		h.first = grow(h.first, h.total)
-		h.pos = grow(h.pos, h.total)
+		h.pos = grow(h.pos, h.total+8)[:h.total] // capacity for whole vectors
 		h.flags = grow(h.flags, h.total)
 		h.lse = grow(h.lse, p.n*p.groups())
 		cache.Entries(layer, kh, h.pos, h.flags)
@@ -234,8 +235,8 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 	}
 	p.storing = p.fixed == nil && stored*2 <= p.maxStore
 	if p.storing {
-		// One value more than the rows: the vector gather reads a pair.
-		p.store = grow(p.store, stored+1)
+		// Whole vectors past the last row: the kernel reads them.
+		p.store = grow(p.store, stored+8)
 	}
 	for len(p.acc) < workers {
 		p.acc = append(p.acc, make([]headAcc, p.nKV))
@@ -477,10 +478,11 @@ func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc
 
 // frequentPass is pass 2: for every counted row, the top ceil(r_f·t)
 // entries by final column sum that the row can see; each one that frequent
-// keeps earlier than its class or the window would moves its mass
-// (recomputed from one logit and the row's normaliser) to frequent's bucket.
+// keeps earlier than its class or the window would moves its mass to
+// frequent's bucket. The mass comes from the row pass 1 kept (keptRows)
+// or, for a layer too large to keep, is recomputed from one logit per
+// entry and the row's normaliser (recomputedRows).
 func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache) {
-	groups := p.groups()
 	nc := len(p.candidates)
 	colsum := a.colsum[:h.total]
 	w.order = w.sorter.descending(colsum, w.order)
@@ -493,73 +495,109 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 		w.rank[j] = int32(r)
 	}
 	w.avail = w.avail[:0]
-	insert := func(j int32) {
-		r := w.rank[j]
-		at, _ := slices.BinarySearch(w.avail, r)
-		w.avail = slices.Insert(w.avail, at, r)
-	}
 	for j := 0; j < h.base+p.start; j++ {
-		insert(int32(j))
+		w.see(int32(j))
 	}
-	rows := p.bucketRows()
-	freq, local := int8(p.rankFreq), int8(p.rankLocal)
-	d := p.headDim
-	w.sel = grow(w.sel, 3*(h.total+8))
-	// Rows go in tiles that share one selection of their frequent sets'
-	// union per class. From kept rows, each row's mass is one masked
-	// gather; otherwise a tile is tileCols query columns (rows × the
-	// group's heads), the union is scored once per column from keys still
-	// in L1, and each column's mass comes out of one masked vector exp.
-	tileRows := keptTileRows
-	if !p.storing {
-		w.keys = cache.KeysF32(layer, kh, w.keys)
-		tileRows = max(1, tileCols/groups)
-	}
-	// The class ranks an entry can have (special's, punct's, or none:
-	// full's) that come after frequent's: the buckets it takes mass from.
+	// Frequent moves mass only from a bucket after its own: entries whose
+	// class rank is before frequent's never move. The rest go by class
+	// rank b (special's, punct's, or none: full's): outside the window
+	// their mass sits in b, inside in min(b, local).
 	var from []int8
 	for _, r := range []int{p.rankSpecial, p.rankPunct, nc - 1} {
-		if int8(r) > freq && !slices.Contains(from, int8(r)) {
+		if int8(r) > int8(p.rankFreq) && !slices.Contains(from, int8(r)) {
 			from = append(from, int8(r))
 		}
 	}
-	var thr, curs [max(tileCols, keptTileRows)]int32
+	if p.storing {
+		p.keptRows(w, h, a, from)
+	} else {
+		p.recomputedRows(w, layer, kh, h, a, qRow, cache, from)
+	}
+}
+
+// see adds entry j to the entries the next row can see.
+func (w *headWorker) see(j int32) {
+	r := w.rank[j]
+	at, _ := slices.BinarySearch(w.avail, r)
+	w.avail = slices.Insert(w.avail, at, r)
+}
+
+// threshold is the rank of the last entry of the top k of those seen so
+// far, −1 for none: the row's frequent set is the seen entries ranked up
+// to it.
+func (w *headWorker) threshold(k int) int32 {
+	if k = min(k, len(w.avail)); k > 0 {
+		return w.avail[k-1]
+	}
+	return -1
+}
+
+// keptRows takes each row's frequent mass from its kept row in one pass:
+// every entry the row sees, counted where its rank (in a copy holding
+// only class b's entries) is within the row's threshold. Contiguous
+// vector loads over the whole row cost less than gathering the ~r_f of it
+// that counts, and need no selection of the frequent sets.
+func (p *Profiler) keptRows(w *headWorker, h *headState, a *headAcc, from []int8) {
+	nc, rows := len(p.candidates), p.bucketRows()
+	freq, local := int8(p.rankFreq), int8(p.rankLocal)
+	// Padded past total so the kernel reads whole vectors.
+	stride := h.total + 8
+	w.rankB = grow(w.rankB, len(from)*stride)
+	for bi, b := range from {
+		rb := w.rankB[bi*stride : (bi+1)*stride]
+		for j := range rb {
+			rb[j] = math.MaxInt32
+			if j < h.total && h.first[j] == b {
+				rb[j] = w.rank[j]
+			}
+		}
+	}
+	for i := p.start; i < p.n; i++ {
+		w.see(int32(h.base + i))
+		thr := w.threshold(p.freqK[i])
+		limit := h.base + i + 1
+		cur := p.basePos + int32(i)
+		off := p.rowOff(h, i)
+		for bi, b := range from {
+			rb := w.rankB[bi*stride:][:limit]
+			for g := 0; g < rows; g++ {
+				x := p.store[off+g*limit : off+(g+1)*limit]
+				lo, hi := tensor.SumMaskedF16(x, rb, h.pos[:limit], thr, cur-p.window+1)
+				p.move(a.sums[g*nc:(g+1)*nc], b, min(b, local), freq, float64(lo), float64(hi))
+			}
+		}
+	}
+}
+
+// recomputedRows goes in tiles of tileCols query columns (rows × the
+// group's heads): the union of a tile's frequent sets is scored once per
+// column from keys still in L1, and each column's mass comes out of one
+// masked vector exp.
+func (p *Profiler) recomputedRows(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache, from []int8) {
+	groups, nc, rows := p.groups(), len(p.candidates), p.bucketRows()
+	freq, local := int8(p.rankFreq), int8(p.rankLocal)
+	d := p.headDim
+	w.sel = grow(w.sel, 3*(h.total+8))
+	w.keys = cache.KeysF32(layer, kh, w.keys)
+	tileRows := max(1, tileCols/groups)
+	var thr, curs [tileCols]int32
 	for i0 := p.start; i0 < p.n; i0 += tileRows {
 		nr := min(tileRows, p.n-i0)
-		// Row i's frequent set: the entries it sees (position ≤ its own)
-		// ranked within the top k of what it sees.
 		maxThr := int32(-1)
 		for r := 0; r < nr; r++ {
 			i := i0 + r
-			insert(int32(h.base + i))
+			w.see(int32(h.base + i))
 			curs[r] = p.basePos + int32(i)
-			k := min(p.freqK[i], len(w.avail))
-			thr[r] = -1
-			if k > 0 {
-				thr[r] = w.avail[k-1]
-			}
+			thr[r] = w.threshold(p.freqK[i])
 			maxThr = max(maxThr, thr[r])
 		}
-		if p.storing && i0+nr < p.n {
-			// The next tile's rows were written in pass 1 and are in L3
-			// or memory by now; the gathers into them would wait on
-			// each line in turn.
-			next := min(p.n, i0+nr+tileRows)
-			tensor.Prefetch(p.store[p.rowOff(h, i0+nr):p.rowOff(h, next)])
-		}
-		if !p.storing {
-			// The tile's queries, d apart, column r·groups+g.
-			w.tileQ = grow(w.tileQ, nr*groups*d)
-			for r := 0; r < nr; r++ {
-				copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
-			}
+		// The tile's queries, d apart, column r·groups+g.
+		w.tileQ = grow(w.tileQ, nr*groups*d)
+		for r := 0; r < nr; r++ {
+			copy(w.tileQ[r*groups*d:(r+1)*groups*d], qRow(i0+r))
 		}
 		end, _ := slices.BinarySearch(w.avail, maxThr+1)
 		union := w.avail[:end]
-		// Frequent moves mass only from a bucket after its own: entries
-		// whose class rank is before frequent's never move. The rest go
-		// by class rank b: outside the window their mass sits in b, inside
-		// in min(b, local).
 		for _, b := range from {
 			n := 0
 			js, rk, ps := w.sel[:h.total+8], w.sel[h.total+8:2*(h.total+8)], w.sel[2*(h.total+8):]
@@ -579,27 +617,13 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 			}
 			js, rk, ps = js[:n], rk[:n], ps[:n]
 			inOld := min(b, local)
-			if p.storing {
-				for r := 0; r < nr; r++ {
-					i := i0 + r
-					limit := h.base + i + 1
-					off := p.rowOff(h, i)
-					// The selection is in rank order: row r's frequent
-					// entries are a prefix of it.
-					m := prefix(rk, thr[r])
-					for g := 0; g < rows; g++ {
-						x := p.store[off+g*limit : off+(g+1)*limit]
-						lo, hi := tensor.GatherSumMaskedF16(x, js[:m], rk[:m], ps[:m], thr[r], curs[r], curs[r]-p.window+1)
-						p.move(a.sums[g*nc:(g+1)*nc], b, inOld, freq, float64(lo), float64(hi))
-					}
-				}
-				continue
-			}
 			cols := nr * groups
 			w.logits = grow(w.logits, cols*n)
 			tensor.DotRowsIdxN(w.logits, w.keys, d, js, w.tileQ[:cols*d], cols, float32(p.scale))
 			for r := 0; r < nr; r++ {
 				i := i0 + r
+				// The selection is in rank order: row r's frequent
+				// entries are a prefix of it.
 				m := prefix(rk, thr[r])
 				var outSum, inSum float64
 				for g := 0; g < groups; g++ {
@@ -619,14 +643,8 @@ func (p *Profiler) frequentPass(w *headWorker, layer, kh int, h *headState, a *h
 	}
 }
 
-// Pass 2's tiles: tileCols query columns when recomputing (the keys of
-// the union stay in L1 across them), keptTileRows rows when gathering from
-// kept rows (one union selection serves more rows; 8, 16 and 32 measured
-// 1.55–1.98, 1.40–1.67 and 1.37–1.53 ms per 110M layer).
-const (
-	tileCols     = 8
-	keptTileRows = 32
-)
+// tileCols is recomputedRows' query columns per tile.
+const tileCols = 8
 
 // prefix is how many of the ascending ranks are ≤ thr, rounded up to whole
 // vectors of 8 (the entries past it are masked anyway; rk is padded).

@@ -122,41 +122,29 @@ func expSumMaskedGo(x []float32, rank, pos []int32, shift float32, maxRank, maxP
 	return lo, hi
 }
 
-// Prefetch asks for x's cache lines ahead of reads that the hardware
-// prefetcher cannot predict (gathers into a row that is in L3 or memory).
-// It changes no result; where there is no prefetch instruction it does
-// nothing.
-func Prefetch(x []uint16) {
-	if len(x) > 0 {
-		kern.prefetch(x)
+// SumMaskedF16 sums the half-precision x[j] over the j with rank[j] ≤
+// maxRank, split by position: hi over pos[j] ≥ split, lo below. rank and
+// pos are at least as long as x. The vector path reads whole vectors of
+// all three, so it runs where their capacities reach the next multiple of
+// 8 (the values past len(x) are read and ignored); elsewhere the tail is
+// summed in Go. The profiler's pass 2 takes a prompt row's frequent-set
+// mass, inside and outside its window, from the row pass 1 kept.
+func SumMaskedF16(x []uint16, rank, pos []int32, maxRank, split int32) (lo, hi float32) {
+	if len(rank) < len(x) || len(pos) < len(x) {
+		panic(fmt.Sprintf("tensor: SumMaskedF16: %d values, %d ranks, %d positions", len(x), len(rank), len(pos)))
 	}
+	return kern.sumMaskedF16(x, rank, pos, maxRank, split)
 }
 
-// GatherSumMaskedF16 sums the half-precision x[idx[m]] over the m with
-// rank[m] ≤ maxRank and pos[m] ≤ maxPos, split by position as
-// ExpSumMasked: hi over pos[m] ≥ split, lo below. idx, rank and pos are
-// equally long; masked entries are never read, and the idx of every other
-// entry must index x. The vector path reads one value past len(x), so it
-// runs only where x's capacity has it. The profiler's pass 2 takes a prompt
-// row's frequent-set mass from the row of probabilities pass 1 kept.
-func GatherSumMaskedF16(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
-	if len(rank) != len(idx) || len(pos) != len(idx) {
-		panic(fmt.Sprintf("tensor: GatherSumMaskedF16: %d indices, %d ranks, %d positions", len(idx), len(rank), len(pos)))
-	}
-	return kern.gatherSumMaskedF16(x, idx, rank, pos, maxRank, maxPos, split)
-}
-
-func prefetchGo([]uint16) {}
-
-func gatherSumMaskedF16Go(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
-	for m, j := range idx {
-		if rank[m] > maxRank || pos[m] > maxPos {
+func sumMaskedF16Go(x []uint16, rank, pos []int32, maxRank, split int32) (lo, hi float32) {
+	for j, h := range x {
+		if rank[j] > maxRank {
 			continue
 		}
-		if pos[m] >= split {
-			hi += f16Table[x[j]]
+		if pos[j] >= split {
+			hi += f16Table[h]
 		} else {
-			lo += f16Table[x[j]]
+			lo += f16Table[h]
 		}
 	}
 	return lo, hi

@@ -167,24 +167,21 @@ func expSumMaskedAVX2Go(x []float32, rank, pos []int32, shift float32, maxRank, 
 }
 
 //go:noescape
-func prefetchLines(x *uint16, bytes int)
+func sumMaskedF16AVX2(x *uint16, rank, pos *int32, n int, maxRank, split1 int32) (lo, hi float32)
 
-func prefetchAVX2Go(x []uint16) { prefetchLines(&x[0], 2*len(x)) }
-
-//go:noescape
-func gatherSumMaskedF16AVX2(x *uint16, last int32, idx, rank, pos *int32, n int, maxRank, maxPos, split1 int32) (lo, hi float32)
-
-func gatherSumMaskedF16AVX2Go(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32) {
-	v := len(idx) &^ 7
-	if v > 0 && split > math.MinInt32 && len(x) > 0 && cap(x) > len(x) && len(x) <= math.MaxInt32 {
-		lo, hi = gatherSumMaskedF16AVX2(&x[0], int32(len(x)-1), &idx[0], &rank[0], &pos[0], v, maxRank, maxPos, split-1)
-	} else {
-		v = 0
+func sumMaskedF16AVX2Go(x []uint16, rank, pos []int32, maxRank, split int32) (lo, hi float32) {
+	n := len(x)
+	if n == 0 || n > math.MaxInt32 || split == math.MinInt32 {
+		return sumMaskedF16Go(x, rank, pos, maxRank, split)
 	}
-	if v == len(idx) { // the profiler pads to whole vectors: no tail
-		return lo, hi
+	if w := (n + 7) &^ 7; cap(x) >= w && cap(rank) >= w && cap(pos) >= w {
+		return sumMaskedF16AVX2(&x[0], &rank[0], &pos[0], n, maxRank, split-1)
 	}
-	l, h := gatherSumMaskedF16Go(x, idx[v:], rank[v:], pos[v:], maxRank, maxPos, split)
+	v := n &^ 7
+	if v > 0 {
+		lo, hi = sumMaskedF16AVX2(&x[0], &rank[0], &pos[0], v, maxRank, split-1)
+	}
+	l, h := sumMaskedF16Go(x[v:], rank[v:], pos[v:], maxRank, split)
 	return lo + l, hi + h
 }
 

@@ -572,6 +572,9 @@ idxdone:
 	VZEROUPPER
 	RET
 
+// An int32 argument in every lane of Y (through X and AX).
+#define BCAST32(ARG, X, Y) MOVL ARG, AX; VMOVD AX, X; VPBROADCASTD X, Y
+
 // The masked sums' shared steps: V's lanes added to Y12 (hi) where Y4 is
 // set and to Y7 (lo) elsewhere; at the end both reduced and returned.
 #define SPLITADD(V) VANDPS V, Y4, Y3; VADDPS Y3, Y12, Y12; VANDNPS V, Y4, Y3; VADDPS Y3, Y7, Y7
@@ -583,17 +586,11 @@ idxdone:
 // where rank > maxRank or pos > maxPos, summed into hi where pos > split1
 // and into lo elsewhere.
 TEXT ·expSumMaskedAVX2(SB), NOSPLIT, $96-56
-	MOVL         maxRank+36(FP), AX   // the three bounds, broadcast to locals
-	VMOVD        AX, X3
-	VPBROADCASTD X3, Y3
+	BCAST32(maxRank+36(FP), X3, Y3) // the three bounds, broadcast to locals
 	VMOVDQU      Y3, maxr-96(SP)
-	MOVL         maxPos+40(FP), AX
-	VMOVD        AX, X3
-	VPBROADCASTD X3, Y3
+	BCAST32(maxPos+40(FP), X3, Y3)
 	VMOVDQU      Y3, maxp-64(SP)
-	MOVL         split1+44(FP), AX
-	VMOVD        AX, X3
-	VPBROADCASTD X3, Y3
+	BCAST32(split1+44(FP), X3, Y3)
 	VMOVDQU      Y3, split-32(SP)
 	MOVQ         x+0(FP), SI
 	MOVQ         rank+8(FP), R8
@@ -628,82 +625,50 @@ maskloop:
 
 	RETLOHI(lo+48(FP), hi+52(FP))
 
-// func prefetchLines(x *uint16, bytes int)
-// PREFETCHT0 of every 64-byte line that holds x's first bytes (> 0).
-TEXT ·prefetchLines(SB), NOSPLIT, $0-16
-	MOVQ x+0(FP), SI
-	MOVQ bytes+8(FP), CX
-	MOVQ SI, AX
-	ANDQ $63, AX
-	ADDQ AX, CX  // from the start of x's first line
-	ANDQ $-64, SI
+DATA laneIndex<>+0(SB)/8, $0x0000000100000000 // 0, 1, …, 7 as int32
+DATA laneIndex<>+8(SB)/8, $0x0000000300000002
+DATA laneIndex<>+16(SB)/8, $0x0000000500000004
+DATA laneIndex<>+24(SB)/8, $0x0000000700000006
+GLOBL laneIndex<>(SB), RODATA|NOPTR, $32
 
-prefetchloop:
-	PREFETCHT0 (SI)
-	ADDQ       $64, SI
-	SUBQ       $64, CX
-	JGT        prefetchloop
-	RET
-
-DATA lowHalves<>+0(SB)/4, $0x0000ffff
-GLOBL lowHalves<>(SB), RODATA|NOPTR, $4
-
-// func gatherSumMaskedF16AVX2(x *uint16, last int32, idx, rank, pos *int32, n int, maxRank, maxPos, split1 int32) (lo, hi float32)
-// Over n entries (a multiple of 8): x[idx] gathered where rank ≤ maxRank
-// and pos ≤ maxPos (other lanes are not read), summed into hi where pos >
-// split1 and into lo elsewhere. Each lane loads the 32 bits at x+2·idx and
-// keeps the low half (so x[last+1] must be readable); the eight halves are
-// packed and converted at once. Indices are clamped to [0, last], so a bad
-// index reads a wrong value of x, never memory outside it.
-TEXT ·gatherSumMaskedF16AVX2(SB), NOSPLIT, $0-72
+// func sumMaskedF16AVX2(x *uint16, rank, pos *int32, n int, maxRank, split1 int32) (lo, hi float32)
+// Over the first n entries (n > 0; whole vectors are read, lanes from n on
+// are ignored): x converted where rank ≤ maxRank, summed into hi where
+// pos > split1 and into lo elsewhere.
+TEXT ·sumMaskedF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ         x+0(FP), SI
-	MOVL         last+8(FP), AX
-	VMOVD        AX, X11
-	VPBROADCASTD X11, Y11
-	MOVQ         idx+16(FP), DX
-	MOVQ         rank+24(FP), R8
-	MOVQ         pos+32(FP), R9
-	MOVQ         n+40(FP), CX
-	MOVL         maxRank+48(FP), AX
-	VMOVD        AX, X8
-	VPBROADCASTD X8, Y8
-	MOVL         maxPos+52(FP), AX
-	VMOVD        AX, X9
-	VPBROADCASTD X9, Y9
-	MOVL         split1+56(FP), AX
-	VMOVD        AX, X10
-	VPBROADCASTD X10, Y10
-	VPBROADCASTD lowHalves<>(SB), Y15
-	VPXOR        Y13, Y13, Y13
-	VPCMPEQD     Y14, Y14, Y14 // all ones
+	MOVQ         rank+8(FP), R8
+	MOVQ         pos+16(FP), R9
+	MOVQ         n+24(FP), CX
+	BCAST32(maxRank+32(FP), X8, Y8)
+	BCAST32(split1+36(FP), X9, Y9)
+	VMOVD        CX, X10
+	VPBROADCASTD X10, Y10       // n
+	VMOVDQU      laneIndex<>(SB), Y11 // each lane's entry index
+	MOVL         $8, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
 	VXORPS       Y7, Y7, Y7
 	VXORPS       Y12, Y12, Y12
 
-gatherloop:
-	VMOVDQU    (R8), Y4
-	VPCMPGTD   Y8, Y4, Y6     // rank > maxRank
-	VMOVDQU    (R9), Y5
-	VPCMPGTD   Y9, Y5, Y3     // pos > maxPos
-	VPOR       Y3, Y6, Y6
-	VPXOR      Y14, Y6, Y6    // lanes to read
-	VMOVDQU    (DX), Y1
-	VPMINSD    Y11, Y1, Y1
-	VPMAXSD    Y13, Y1, Y1
-	VPXOR      Y0, Y0, Y0
-	VPGATHERDD Y6, (SI)(Y1*2), Y0
-	VPAND      Y15, Y0, Y0
-	VPACKUSDW  Y0, Y0, Y0     // per 128-bit lane: its four halves, twice
-	VPERMQ     $0x08, Y0, Y0  // the eight halves in order, low 128 bits
-	VCVTPH2PS  X0, Y0
-	VPCMPGTD   Y10, Y5, Y4    // pos > split1
+summaskloop:
+	VCVTPH2PS (SI), Y0
+	VMOVDQU   (R8), Y5
+	VPCMPGTD  Y8, Y5, Y6  // rank > maxRank
+	VPCMPGTD  Y11, Y10, Y5 // n > index
+	VPANDN    Y5, Y6, Y6  // counted lanes
+	VANDPS    Y0, Y6, Y0
+	VMOVDQU   (R9), Y4
+	VPCMPGTD  Y9, Y4, Y4  // pos > split1
 	SPLITADD(Y0)
-	ADDQ       $32, DX
-	ADDQ       $32, R8
-	ADDQ       $32, R9
-	SUBQ       $8, CX
-	JNZ        gatherloop
+	VPADDD    Y13, Y11, Y11
+	ADDQ      $16, SI
+	ADDQ      $32, R8
+	ADDQ      $32, R9
+	SUBQ      $8, CX
+	JGT       summaskloop
 
-	RETLOHI(lo+64(FP), hi+68(FP))
+	RETLOHI(lo+40(FP), hi+44(FP))
 
 DATA swigluHi<>+0(SB)/4, $88.0
 GLOBL swigluHi<>(SB), RODATA|NOPTR, $4

@@ -229,44 +229,46 @@ func TestExpSumMasked(t *testing.T) {
 	})
 }
 
-// TestGatherSumMaskedF16 checks the masked gathered sums against float64 on
-// every path, with lengths around the vector width, duplicate indices,
-// masked entries whose indices lie outside x (which must not be read), the
-// last value of x gathered, and x without capacity past its end.
-func TestGatherSumMaskedF16(t *testing.T) {
+// TestSumMaskedF16 checks the masked contiguous sums against float64 on
+// every path, at lengths around the vector width, with and without
+// capacity for whole vectors, where the values past the length (NaN here)
+// must be ignored.
+func TestSumMaskedF16(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(13, 14))
-		buf := make([]uint16, 41)
-		for i := range buf {
-			buf[i] = F32ToF16(float32(r.NormFloat64()))
-		}
-		for _, x := range [][]uint16{buf[:40], buf[:41:41]} {
-			for _, n := range []int{0, 1, 7, 8, 9, 16, 31, 100} {
-				idx, rank, pos := make([]int32, n), make([]int32, n), make([]int32, n)
-				for m := range idx {
-					idx[m], rank[m], pos[m] = int32(r.IntN(len(x))), int32(r.IntN(50)), int32(r.IntN(60))-5
-					switch m % 11 {
-					case 4: // masked by rank: may point anywhere
-						idx[m], rank[m] = 1<<30, 1000
-					case 7:
-						idx[m] = int32(len(x) - 1)
-					}
+		r := rand.New(rand.NewPCG(15, 16))
+		for _, n := range []int{0, 1, 7, 8, 9, 16, 31, 100} {
+			for _, padded := range []bool{true, false} {
+				c := n
+				if padded {
+					c = (n + 7) &^ 7
 				}
-				for _, b := range [][3]int32{{49, 60, 0}, {20, 30, 10}, {-1, 60, 0}, {49, -10, 0}, {25, 25, math.MinInt32}, {25, 25, math.MaxInt32}} {
-					lo, hi := GatherSumMaskedF16(x, idx, rank, pos, b[0], b[1], b[2])
+				x, rank, pos := make([]uint16, n, c), make([]int32, n, c), make([]int32, n, c)
+				for j := range c {
+					x = x[:j+1]
+					x[j] = 0x7e00 // NaN: must never be summed
+					if j < n {
+						x[j] = F32ToF16(float32(r.NormFloat64()))
+					}
+					rank, pos = rank[:j+1], pos[:j+1]
+					rank[j], pos[j] = int32(r.IntN(50)), int32(r.IntN(60))-5
+				}
+				x, rank, pos = x[:n], rank[:n], pos[:n]
+				for _, b := range [][2]int32{{49, 0}, {20, 10}, {-1, 0}, {25, math.MinInt32}, {25, math.MaxInt32}} {
+					lo, hi := SumMaskedF16(x, rank, pos, b[0], b[1])
 					var wlo, whi float64
-					for m, j := range idx {
-						if rank[m] > b[0] || pos[m] > b[1] {
+					for j := range x {
+						if rank[j] > b[0] {
 							continue
 						}
-						if v := float64(F16ToF32(x[j])); pos[m] >= b[2] {
+						if v := float64(F16ToF32(x[j])); pos[j] >= b[1] {
 							whi += v
 						} else {
 							wlo += v
 						}
 					}
-					if math.Abs(float64(lo)-wlo) > 1e-5 || math.Abs(float64(hi)-whi) > 1e-5 {
-						t.Fatalf("len %d n=%d bounds %v: lo %g hi %g, want %g %g", len(x), n, b, lo, hi, wlo, whi)
+					// Negated so that a NaN (a value past n summed) fails.
+					if !(math.Abs(float64(lo)-wlo) <= 1e-5 && math.Abs(float64(hi)-whi) <= 1e-5) {
+						t.Fatalf("n=%d padded=%v bounds %v: lo %g hi %g, want %g %g", n, padded, b, lo, hi, wlo, whi)
 					}
 				}
 			}

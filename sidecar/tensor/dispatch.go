@@ -49,11 +49,10 @@ type kernelSet struct {
 	mulScale    func(out, x, w []float32, s float32)  // out[i] = x[i]·s·w[i]
 	// expSumMasked is ExpSumMasked (attn.go).
 	expSumMasked func(x []float32, rank, pos []int32, shift float32, maxRank, maxPos, split int32) (lo, hi float32)
-	prefetch     func(x []uint16) // len(x) > 0
-	// gatherSumMaskedF16 is GatherSumMaskedF16 (attn.go).
-	gatherSumMaskedF16 func(x []uint16, idx, rank, pos []int32, maxRank, maxPos, split int32) (lo, hi float32)
-	max                func(x []float32) float32 // len(x) > 0
-	scale              func(a float32, x []float32)
+	// sumMaskedF16 is SumMaskedF16 (attn.go).
+	sumMaskedF16 func(x []uint16, rank, pos []int32, maxRank, split int32) (lo, hi float32)
+	max          func(x []float32) float32 // len(x) > 0
+	scale        func(a float32, x []float32)
 }
 
 var genericKernels = kernelSet{
@@ -76,21 +75,20 @@ var genericKernels = kernelSet{
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
 
-	dotRows:            dotRowsGo,
-	dotRowsF16:         dotRowsF16Go,
-	matVecF32:          matVecGo,
-	matVecF16:          matVecF16Go,
-	axpyRows:           axpyRowsGo,
-	dotRowsIdx:         dotRowsIdxGo,
-	max:                maxGo,
-	scale:              scaleGo,
-	expSum:             expSumGo,
-	expSumMasked:       expSumMaskedGo,
-	gatherSumMaskedF16: gatherSumMaskedF16Go,
-	prefetch:           prefetchGo,
-	swiglu:             swigluGo,
-	mulScale:           mulScaleGo,
-	axpyRowsF16:        axpyRowsF16Go,
+	dotRows:      dotRowsGo,
+	dotRowsF16:   dotRowsF16Go,
+	matVecF32:    matVecGo,
+	matVecF16:    matVecF16Go,
+	axpyRows:     axpyRowsGo,
+	dotRowsIdx:   dotRowsIdxGo,
+	max:          maxGo,
+	scale:        scaleGo,
+	expSum:       expSumGo,
+	expSumMasked: expSumMaskedGo,
+	sumMaskedF16: sumMaskedF16Go,
+	swiglu:       swigluGo,
+	mulScale:     mulScaleGo,
+	axpyRowsF16:  axpyRowsF16Go,
 }
 
 // bestKernels is replaced by an architecture file's init when the CPU has
