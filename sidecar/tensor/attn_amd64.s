@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // Row loads for the macros below (macro arguments cannot hold commas).
 #define KF32A VMOVUPS (SI)(AX*4), Y2
@@ -88,14 +89,8 @@
 group8: \
 	CMPQ   CX, $8 \
 	JLT    row \
-	VXORPS Y0, Y0, Y0 \
-	VXORPS Y1, Y1, Y1 \
-	VXORPS Y2, Y2, Y2 \
-	VXORPS Y3, Y3, Y3 \
-	VXORPS Y4, Y4, Y4 \
-	VXORPS Y5, Y5, Y5 \
-	VXORPS Y6, Y6, Y6 \
-	VXORPS Y7, Y7, Y7 \
+	ZERO4(Y0, Y1, Y2, Y3) \
+	ZERO4(Y4, Y5, Y6, Y7) \
 	MOVQ   SI, BX \
 	MOVQ   R8, R9 \
 	MOVQ   DX, R10 \
@@ -163,10 +158,7 @@ d8: \
 	\
 reduce: \
 	VADDPS       Y1, Y0, Y0 \
-	VEXTRACTF128 $1, Y0, X1 \
-	VADDPS       X1, X0, X0 \
-	VHADDPS      X0, X0, X0 \
-	VHADDPS      X0, X0, X0 \
+	HSUM(Y0, X0, X1) \
 	VMULSS       X15, X0, X0 \
 	VMOVSS       X0, (DI) \
 	ADDQ         $4, DI \
@@ -177,6 +169,12 @@ reduce: \
 done: \
 	VZEROUPPER \
 	RET
+
+// Four vectors of out at R (32 columns), and the FMA of the row's four
+// loaded vectors (Y5–Y8) by the broadcast weight Y4 into them.
+#define OUTLOAD4(R, A, B, C, D) VMOVUPS (R), A; VMOVUPS 32(R), B; VMOVUPS 64(R), C; VMOVUPS 96(R), D
+#define OUTSTORE4(R, A, B, C, D) VMOVUPS A, (R); VMOVUPS B, 32(R); VMOVUPS C, 64(R); VMOVUPS D, 96(R)
+#define FMA4(A, B, C, D) VFMADD231PS Y5, Y4, A; VFMADD231PS Y6, Y4, B; VFMADD231PS Y7, Y4, C; VFMADD231PS Y8, Y4, D
 
 // out[:d] += Σ_j p[j]·row j, 64 columns at a time held in registers across
 // all n rows (eight independent accumulator chains keep both FMA pipes
@@ -196,14 +194,10 @@ col64: \
 	SUBQ    AX, BX \
 	CMPQ    BX, $64 \
 	JLT     col32 \
-	VMOVUPS (DI)(AX*4), Y0 \
-	VMOVUPS 32(DI)(AX*4), Y1 \
-	VMOVUPS 64(DI)(AX*4), Y2 \
-	VMOVUPS 96(DI)(AX*4), Y3 \
-	VMOVUPS 128(DI)(AX*4), Y9 \
-	VMOVUPS 160(DI)(AX*4), Y10 \
-	VMOVUPS 192(DI)(AX*4), Y11 \
-	VMOVUPS 224(DI)(AX*4), Y12 \
+	LEAQ    (DI)(AX*4), R12 \
+	LEAQ    128(R12), R13 \
+	OUTLOAD4(R12, Y0, Y1, Y2, Y3) \
+	OUTLOAD4(R13, Y9, Y10, Y11, Y12) \
 	LEAQ    (SI)(AX*COLSHIFT), R9 \
 	XORQ    R10, R10 \
 	\
@@ -214,30 +208,18 @@ j64: \
 	L1 \
 	L2 \
 	L3 \
-	VFMADD231PS  Y5, Y4, Y0 \
-	VFMADD231PS  Y6, Y4, Y1 \
-	VFMADD231PS  Y7, Y4, Y2 \
-	VFMADD231PS  Y8, Y4, Y3 \
+	FMA4(Y0, Y1, Y2, Y3) \
 	L4 \
 	L5 \
 	L6 \
 	L7 \
-	VFMADD231PS  Y5, Y4, Y9 \
-	VFMADD231PS  Y6, Y4, Y10 \
-	VFMADD231PS  Y7, Y4, Y11 \
-	VFMADD231PS  Y8, Y4, Y12 \
+	FMA4(Y9, Y10, Y11, Y12) \
 	LEAQ         (R9)(DX*ROWSHIFT), R9 \
 	INCQ         R10 \
 	CMPQ         R10, CX \
 	JLT          j64 \
-	VMOVUPS      Y0, (DI)(AX*4) \
-	VMOVUPS      Y1, 32(DI)(AX*4) \
-	VMOVUPS      Y2, 64(DI)(AX*4) \
-	VMOVUPS      Y3, 96(DI)(AX*4) \
-	VMOVUPS      Y9, 128(DI)(AX*4) \
-	VMOVUPS      Y10, 160(DI)(AX*4) \
-	VMOVUPS      Y11, 192(DI)(AX*4) \
-	VMOVUPS      Y12, 224(DI)(AX*4) \
+	OUTSTORE4(R12, Y0, Y1, Y2, Y3) \
+	OUTSTORE4(R13, Y9, Y10, Y11, Y12) \
 	ADDQ         $64, AX \
 	JMP          col64 \
 	\
@@ -246,10 +228,8 @@ col32: \
 	SUBQ    AX, BX \
 	CMPQ    BX, $32 \
 	JLT     col8 \
-	VMOVUPS (DI)(AX*4), Y0 \
-	VMOVUPS 32(DI)(AX*4), Y1 \
-	VMOVUPS 64(DI)(AX*4), Y2 \
-	VMOVUPS 96(DI)(AX*4), Y3 \
+	LEAQ    (DI)(AX*4), R12 \
+	OUTLOAD4(R12, Y0, Y1, Y2, Y3) \
 	LEAQ    (SI)(AX*COLSHIFT), R9 \
 	XORQ    R10, R10 \
 	\
@@ -259,18 +239,12 @@ j32: \
 	L1 \
 	L2 \
 	L3 \
-	VFMADD231PS  Y5, Y4, Y0 \
-	VFMADD231PS  Y6, Y4, Y1 \
-	VFMADD231PS  Y7, Y4, Y2 \
-	VFMADD231PS  Y8, Y4, Y3 \
+	FMA4(Y0, Y1, Y2, Y3) \
 	LEAQ         (R9)(DX*ROWSHIFT), R9 \
 	INCQ         R10 \
 	CMPQ         R10, CX \
 	JLT          j32 \
-	VMOVUPS      Y0, (DI)(AX*4) \
-	VMOVUPS      Y1, 32(DI)(AX*4) \
-	VMOVUPS      Y2, 64(DI)(AX*4) \
-	VMOVUPS      Y3, 96(DI)(AX*4) \
+	OUTSTORE4(R12, Y0, Y1, Y2, Y3) \
 	ADDQ         $32, AX \
 	JMP          col32 \
 	\
@@ -505,14 +479,8 @@ pair:
 	CMPQ   R14, $2
 	JLT    single
 	LEAQ   (R9)(R11*1), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	ZERO4(Y0, Y1, Y2, Y3)
+	ZERO4(Y4, Y5, Y6, Y7)
 	XORQ   R10, R10
 
 pcol:
@@ -545,10 +513,7 @@ pcol:
 single:
 	TESTQ  R14, R14
 	JZ     nextquad
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ZERO4(Y0, Y1, Y2, Y3)
 	XORQ   R10, R10
 
 scol:
@@ -572,14 +537,10 @@ idxdone:
 	VZEROUPPER
 	RET
 
-// An int32 argument in every lane of Y (through X and AX).
-#define BCAST32(ARG, X, Y) MOVL ARG, AX; VMOVD AX, X; VPBROADCASTD X, Y
-
 // The masked sums' shared steps: V's lanes added to Y12 (hi) where Y4 is
 // set and to Y7 (lo) elsewhere; at the end both reduced and returned.
 #define SPLITADD(V) VANDPS V, Y4, Y3; VADDPS Y3, Y12, Y12; VANDNPS V, Y4, Y3; VADDPS Y3, Y7, Y7
-#define HSUM8(Y, X) VEXTRACTF128 $1, Y, X0; VADDPS X, X0, X0; VHADDPS X0, X0, X0; VHADDPS X0, X0, X0
-#define RETLOHI(LO, HI) HSUM8(Y7, X7); MOVSS X0, LO; HSUM8(Y12, X12); MOVSS X0, HI; VZEROUPPER; RET
+#define RETLOHI(LO, HI) HSUM(Y7, X7, X0); MOVSS X7, LO; HSUM(Y12, X12, X0); MOVSS X12, HI; VZEROUPPER; RET
 
 // func expSumMaskedAVX2(x *float32, rank, pos *int32, n int, shift float32, maxRank, maxPos, split1 int32) (lo, hi float32)
 // Over n entries (a multiple of 8): e = e^(x−shift) as expSumAVX2, zero

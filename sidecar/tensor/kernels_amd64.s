@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // AVX2/FMA/F16C kernels. Float loops handle whole vectors only; the Go
 // wrappers in kernels_amd64.go finish the tails, which keeps every loop
@@ -63,22 +64,13 @@ DATA q6kShuf<>+112(SB)/8, $0x0f0e0f0e0f0e0f0e
 DATA q6kShuf<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
 GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
 
-// Horizontal sum of Y0 into X0.
-#define HSUM0 \
-	VEXTRACTF128 $1, Y0, X1 \
-	VADDPS       X1, X0, X0 \
-	VHADDPS      X0, X0, X0 \
-	VHADDPS      X0, X0, X0
 
 // func dotAVX2(a, b *float32, n int) float32
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
 	MOVQ   b+8(FP), DI
 	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ZERO4(Y0, Y1, Y2, Y3)
 
 dot32:
 	CMPQ        CX, $32
@@ -110,7 +102,7 @@ dotdone:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+24(FP)
 	RET
@@ -119,10 +111,7 @@ dotdone:
 TEXT ·sumAVX2(SB), NOSPLIT, $0-20
 	MOVQ   x+0(FP), SI
 	MOVQ   n+8(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ZERO4(Y0, Y1, Y2, Y3)
 
 sum32:
 	CMPQ   CX, $32
@@ -147,7 +136,7 @@ sumdone:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+16(FP)
 	RET
@@ -199,10 +188,7 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
 	MOVQ   b+8(FP), DI
 	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ZERO4(Y0, Y1, Y2, Y3)
 
 h32:
 	CMPQ        CX, $32
@@ -234,7 +220,7 @@ hdone:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+24(FP)
 	RET
@@ -244,10 +230,7 @@ TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
 	MOVQ   b+8(FP), DI
 	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	ZERO4(Y0, Y1, Y2, Y3)
 
 b32:
 	CMPQ        CX, $32
@@ -284,7 +267,7 @@ bdone:
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+24(FP)
 	RET
@@ -418,7 +401,7 @@ q8one:
 
 q8done:
 	VADDPS Y1, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+32(FP)
 	RET
@@ -485,7 +468,7 @@ q4one:
 
 q4done:
 	VADDPS Y1, Y0, Y0
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+32(FP)
 	RET
@@ -626,7 +609,7 @@ q4kloop:
 
 q4kdone:
 	VSUBPS Y1, Y0, Y0 // Y1's high half is zero (VEX 128-bit ops clear it)
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+40(FP)
 	RET
@@ -759,7 +742,7 @@ q6kloop:
 	JMP  q6kloop
 
 q6kdone:
-	HSUM0
+	HSUM(Y0, X0, X1)
 	VZEROUPPER
 	MOVSS  X0, ret+40(FP)
 	RET
@@ -792,18 +775,9 @@ TEXT ·gemm4x3accAVX2(SB), NOSPLIT, $0-56
 	SHLQ   $2, DX
 	XORQ   BX, BX
 
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
+	ZERO4(Y0, Y1, Y2, Y3)
+	ZERO4(Y4, Y5, Y6, Y7)
+	ZERO4(Y8, Y9, Y10, Y11)
 
 gaccloop:
 	VMOVUPS (DI)(BX*1), Y12
@@ -915,13 +889,8 @@ dq8done:
 	Q8ROW((SI)(R8*2), X8, Y8, X9, Y9, A2) \
 	Q8ROW((SI)(R9*1), X10, Y10, X11, Y11, A3)
 
-// Horizontal sum of Y into X (XT scratch) and store at out+OFF(DI).
-#define HSUMST(X, Y, XT, OFF) \
-	VEXTRACTF128 $1, Y, XT \
-	VADDPS       XT, X, X \
-	VHADDPS      X, X, X \
-	VHADDPS      X, X, X \
-	MOVSS        X, OFF(DI)
+// Horizontal sum of Y into X (XT scratch), stored at out+OFF(DI).
+#define HSUMST(X, Y, XT, OFF) HSUM(Y, X, XT); MOVSS X, OFF(DI)
 
 // func vdQ8_0x4AVX2(out *float32, w *byte, stride int, qs *int8, d *float32, nb int)
 //
@@ -939,14 +908,8 @@ TEXT ·vdQ8_0x4AVX2(SB), NOSPLIT, $0-48
 	MOVQ         nb+40(FP), CX
 	LEAQ         (R8)(R8*2), R9
 	LEAQ         (SI)(R8*4), R10
-	VXORPS       Y0, Y0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
+	ZERO4(Y0, Y1, Y2, Y3)
+	ZERO4(Y4, Y5, Y6, Y7)
 	MOVL         $0x00010001, AX
 	VMOVD        AX, X15
 	VPBROADCASTD X15, Y15
