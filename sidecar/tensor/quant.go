@@ -138,15 +138,7 @@ func dequantBlockQ4_0(y []float32, b []byte) {
 // Q8_0: d (f16), then 32 int8; value = q·d.
 
 func quantizeBlockQ8_0(dst []byte, x []float32) {
-	var amax float32
-	for _, v := range x {
-		amax = max(amax, abs32(v))
-	}
-	d := amax / 127
-	var id float32
-	if d != 0 {
-		id = 1 / d
-	}
+	d, id := int8Scale(x)
 	put16(dst, F32ToF16(d))
 	for j, v := range x {
 		dst[2+j] = byte(int8(math.Round(float64(v * id))))
@@ -449,6 +441,20 @@ func dequantBlockQ6K(y []float32, b []byte) {
 		qh = qh[32:]
 		sc = sc[8:]
 	}
+}
+
+// int8Scale is the symmetric int8 scale of x, its largest magnitude over
+// 127, and that scale's inverse (0 for an all-zero x): Q8_0 weights and the
+// Q8 activations the integer kernels take both round x·id.
+func int8Scale(x []float32) (d, id float32) {
+	var amax float32
+	for _, v := range x {
+		amax = max(amax, abs32(v))
+	}
+	if d = amax / 127; d != 0 {
+		id = 1 / d
+	}
+	return d, id
 }
 
 func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }

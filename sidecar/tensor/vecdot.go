@@ -21,15 +21,7 @@ func quantizeActQ8_0(x []float32, qs []int8, d []float32) {
 // quantizeActBlock rounds one block of activations to int8 with a symmetric
 // scale (amax/127) and returns the scale.
 func quantizeActBlock(xs []float32, q []int8) float32 {
-	var amax float32
-	for _, v := range xs {
-		amax = max(amax, abs32(v))
-	}
-	s := amax / 127
-	var id float32
-	if s != 0 {
-		id = 1 / s
-	}
+	s, id := int8Scale(xs)
 	for j, v := range xs {
 		q[j] = int8(math.RoundToEven(float64(v * id)))
 	}
