@@ -60,13 +60,13 @@ func BenchmarkProfile(b *testing.B) {
 	defer tp.Close()
 	// rows: pass 1, keeping the rows; rows-unkept: without. One profiler
 	// serves every iteration, as one serves every layer of a prefill.
-	for _, limit := range []int{maxStore, 0} {
+	for _, limit := range []int{maxStoreBytes, 0} {
 		name := "rows"
 		if limit == 0 {
 			name = "rows-unkept"
 		}
 		p := NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil)
-		p.maxStore = limit
+		p.storeLimit = limit
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				rows(p)
@@ -75,7 +75,7 @@ func BenchmarkProfile(b *testing.B) {
 	}
 	// layer: pass 2 from the rows pass 1 kept; recompute: from the
 	// queries, as for a layer too large to keep.
-	for _, limit := range []int{maxStore, 0} {
+	for _, limit := range []int{maxStoreBytes, 0} {
 		name := "layer"
 		if limit == 0 {
 			name = "layer-recompute"
@@ -84,7 +84,7 @@ func BenchmarkProfile(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				p := NewProfiler(Defaults(), 1, nKV, nKV, d, n, 0, nil)
-				p.maxStore = limit
+				p.storeLimit = limit
 				rows(p)
 				b.StartTimer()
 				p.Layer(0, q, nKV*d, c, scale, tp)

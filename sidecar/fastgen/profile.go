@@ -53,7 +53,7 @@ func Choose(recovery []float64, t float64) int {
 // takes each attention row as the forward pass computes it (Row): column
 // sums (the frequency scores), category masses, each candidate's kept mass
 // as if frequent kept nothing, and the row's softmax normaliser; it keeps
-// the layer's rows when they fit in maxStore bytes. Pass 2 (in Layer)
+// the layer's rows when they fit in maxStoreBytes. Pass 2 (in Layer)
 // finds each row's frequent set under the final ranking, sums its
 // probabilities in the kept row (or, for a layer too large to keep,
 // recomputes just those logits from the queries), and moves their mass to
@@ -86,9 +86,9 @@ type Profiler struct {
 	// they are kept in 16 bits; a probability's rounding error is then
 	// under 2⁻¹¹ of it (at most 3·10⁻⁸ below 6·10⁻⁵), and a row's mass
 	// under 5·10⁻⁴ of it, far inside a threshold's margin.
-	store    []uint16
-	storing  bool
-	maxStore int // bytes
+	store      []uint16
+	storing    bool
+	storeLimit int // bytes; maxStoreBytes but for tests
 
 	// the layer being profiled
 	layer int
@@ -143,7 +143,7 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	p := &Profiler{
 		opt: opt, candidates: opt.Candidates(n), fixed: fixed,
 		nHeads: nHeads, nKV: nKV, headDim: headDim, n: n, basePos: int32(basePos),
-		maxStore: maxStore,
+		storeLimit: maxStoreBytes,
 	}
 	p.window = int32(p.candidates[0].Window.Tokens)
 	p.freqK = make([]int, n)
@@ -172,11 +172,11 @@ func NewProfiler(opt Options, layers, nHeads, nKV, headDim, n, basePos int, fixe
 	return p
 }
 
-// maxStore bounds the memory pass 1 keeps for pass 2 (one layer's rows,
+// maxStoreBytes bounds the memory pass 1 keeps for pass 2 (one layer's rows,
 // reused by the next): a 512-token prompt on the 110M shape needs 3 MiB,
 // 2k tokens 50 MiB; a longer prompt's layers recompute their frequent
 // sets' logits instead.
-const maxStore = 64 << 20
+const maxStoreBytes = 64 << 20
 
 func (p *Profiler) groups() int { return p.nHeads / p.nKV }
 
@@ -233,7 +233,7 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 		h.off = stored
 		stored = p.rowOff(h, p.n)
 	}
-	p.storing = p.fixed == nil && stored*2 <= p.maxStore
+	p.storing = p.fixed == nil && stored*2 <= p.storeLimit
 	if p.storing {
 		// Whole vectors past the last row: the kernel reads them.
 		p.store = grow(p.store, stored+8)
@@ -261,7 +261,8 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 
 // Row is pass 1 for prompt row token of one head: probs holds the group's
 // attention over the head's first limit entries, lse each query head's
-// softmax log-normaliser (pass 2 recomputes single probabilities with it).
+// softmax log-normaliser (with it pass 2 recomputes single probabilities
+// for a layer too large to keep).
 func (p *Profiler) Row(worker, layer, kvHead, token int, probs, lse []float32, groups, limit int) {
 	p.accumulate(&p.acc[worker][kvHead], &p.hs[kvHead], p.wrow[worker], token, probs, lse, limit)
 }

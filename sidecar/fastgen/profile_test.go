@@ -88,7 +88,7 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 	// profile, exact to float32 rounding.
 	fork := c.Fork()
 	re := NewProfiler(opt, 1, nHeads, b.nKV, hdim, n, basePos, fixed)
-	re.maxStore = 0
+	re.storeLimit = 0
 	re.Layer(0, q, stride, fork, 1, nil)
 	fork.Close()
 	recomputed := re.Result()
