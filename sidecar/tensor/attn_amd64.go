@@ -16,27 +16,11 @@ func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale f
 //go:noescape
 func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32, next *uint16)
 
-// The PF variants (MatVec's) also prefetch the next eight-row group.
-//
-//go:noescape
-func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
-
-//go:noescape
-func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
-
 //go:noescape
 func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32, next *float32)
 
 //go:noescape
 func axpyRowsF16AVX2(out *float32, v *uint16, n, d int, p *float32, next *uint16)
-
-func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32, next []float32) {
-	dotRowsAVX2With(false, out, k, d, q, scale, next)
-}
-
-func matVecF32AVX2Go(out, k []float32, d int, q []float32, scale float32) {
-	dotRowsAVX2With(true, out, k, d, q, scale, nil)
-}
 
 // nextOr is the prefetch target: next's start, or k's when there is none
 // (lines the kernel reads anyway).
@@ -47,15 +31,11 @@ func nextOr[T any](next, k []T) *T {
 	return &k[0]
 }
 
-func dotRowsAVX2With(matVec bool, out, k []float32, d int, q []float32, scale float32, next []float32) {
+func dotRowsAVX2Go(out, k []float32, d int, q []float32, scale float32, next []float32) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	if matVec {
-		dotRowsPFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
-	} else {
-		dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
-	}
+	dotRowsAVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
 	if v < d { // head dims that are not whole vectors, e.g. 172
 		for j := range out {
 			var s float32
@@ -68,22 +48,10 @@ func dotRowsAVX2With(matVec bool, out, k []float32, d int, q []float32, scale fl
 }
 
 func dotRowsF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16) {
-	dotRowsF16AVX2With(false, out, k, d, q, scale, next)
-}
-
-func matVecF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
-	dotRowsF16AVX2With(true, out, k, d, q, scale, nil)
-}
-
-func dotRowsF16AVX2With(matVec bool, out []float32, k []uint16, d int, q []float32, scale float32, next []uint16) {
 	n := len(out)
 	_, _ = k[n*d-1], q[d-1]
 	v := d &^ 7
-	if matVec {
-		dotRowsF16PFAVX2(&out[0], &k[0], n, v, d, &q[0], scale)
-	} else {
-		dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
-	}
+	dotRowsF16AVX2(&out[0], &k[0], n, v, d, &q[0], scale, nextOr(next, k))
 	if v < d {
 		for j := range out {
 			var s float32

@@ -27,13 +27,6 @@
 
 #define PF32 PREFETCHT0 (AX); PREFETCHT0 64(AX); PREFETCHT0 128(AX); PREFETCHT0 192(AX); ADDQ $256, AX
 #define PF16 PREFETCHT0 (AX); PREFETCHT0 64(AX); ADDQ $128, AX
-#define NOTHING
-
-// Where the prefetch pointer AX comes from: MatVec points it at the next
-// eight-row group each group; attention sets it once to the caller's next
-// block, which the groups then walk through.
-#define PFGROUP LEAQ (SI)(R12*8), AX
-#define PFNEXT MOVQ next+56(FP), AX
 
 // AxpyRows' prefetch of the caller's next block (R11), one row's worth per
 // row: over all column passes that is the whole block.
@@ -64,15 +57,14 @@
 // of eight rows share each query load and finish with one transposing
 // horizontal-add tree; leftover rows use two accumulators each.
 //
-// While a group streams, the same number of bytes is prefetched through AX,
-// PF lines per column step, so the next rows start with their lines in
-// flight instead of waiting for the hardware prefetcher to train on eight
-// new streams (or, in attention, to cross into another block's pages). In
-// MatVec (INIT empty, GROUP = PFGROUP) AX is the next group, contiguous
-// since stride = d; in attention (INIT = PFNEXT, GROUP empty) it walks the
-// block the caller reads next: KV cache blocks are separate allocations.
-// Prefetches past the end never fault.
-#define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF, INIT, GROUP) \
+// While a group streams, the same number of bytes of the block the caller
+// reads next (next, through AX) is prefetched, PF lines per column step, so
+// that block starts with its lines in flight instead of waiting for the
+// hardware prefetcher to cross into its pages: KV cache blocks are separate
+// allocations. Prefetches past the end never fault. (MatVec's weight rows
+// use kernels_amd64.s's one-row stream instead: there, eight rows with the
+// next group prefetched streamed ~20% slower.)
+#define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \
 	MOVQ         n+16(FP), CX \
@@ -84,7 +76,7 @@
 	LEAQ         (R12)(R12*2), R13 \
 	LEAQ         (R12)(R12*4), R14 \
 	LEAQ         (R13)(R12*4), R15 \
-	INIT \
+	MOVQ         next+56(FP), AX \
 	\
 group8: \
 	CMPQ   CX, $8 \
@@ -94,7 +86,6 @@ group8: \
 	MOVQ   SI, BX \
 	MOVQ   R8, R9 \
 	MOVQ   DX, R10 \
-	GROUP \
 	\
 g8col: \
 	TESTQ   R10, R10 \
@@ -273,19 +264,11 @@ done: \
 
 // func dotRowsAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32, next *float32)
 TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-64
-	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32, PFNEXT, NOTHING)
+	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32)
 
 // func dotRowsF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32, next *uint16)
 TEXT ·dotRowsF16AVX2(SB), NOSPLIT, $0-64
-	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16, PFNEXT, NOTHING)
-
-// func dotRowsPFAVX2(out *float32, k *float32, n, d, stride int, q *float32, scale float32)
-TEXT ·dotRowsPFAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF32A, KF32B, 4, G32_0, G32_1, G32_2, G32_3, G32_4, G32_5, G32_6, G32_7, 32, PF32, NOTHING, PFGROUP)
-
-// func dotRowsF16PFAVX2(out *float32, k *uint16, n, d, stride int, q *float32, scale float32)
-TEXT ·dotRowsF16PFAVX2(SB), NOSPLIT, $0-52
-	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16, NOTHING, PFGROUP)
+	DOTROWS(KF16A, KF16B, 2, G16_0, G16_1, G16_2, G16_3, G16_4, G16_5, G16_6, G16_7, 16, PF16)
 
 // func axpyRowsAVX2(out *float32, v *float32, n, d int, p *float32, next *float32)
 TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48

@@ -39,8 +39,8 @@ type kernelSet struct {
 	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
 	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
 	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32)
-	// matVecF32/F16 are dotRows/dotRowsF16 for MatVec's weight rows: same
-	// results, plus prefetching of the rows that follow.
+	// matVecF32/F16 are MatVec's rows of float weights, laid end to end:
+	// each row's result is exactly vdF32/vdF16's (dot) on it.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)

@@ -25,6 +25,12 @@ func axpyAVX2(a float32, x, y *float32, n int)
 func dotF16AVX2(a *uint16, b *float32, n int) float32
 
 //go:noescape
+func matVecF32AVX2(out *float32, k *float32, n, d int, q *float32)
+
+//go:noescape
+func matVecF16AVX2(out *float32, k *uint16, n, d int, q *float32)
+
+//go:noescape
 func dotBF16AVX2(a *uint16, b *float32, n int) float32
 
 //go:noescape
@@ -201,6 +207,39 @@ func f32ToF16sAVX2Go(dst []uint16, src []float32) {
 
 // Weight rows arrive as bytes; reinterpreting them as float32/uint16 is
 // safe on amd64, which allows unaligned vector loads.
+
+func matVecF32AVX2Go(out, k []float32, d int, q []float32, scale float32) {
+	matVecRows(out, k, d, q, scale, matVecF32AVX2, dotAVX2Go)
+}
+
+func matVecF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	matVecRows(out, k, d, q, scale, matVecF16AVX2, dotF16AVX2Go)
+}
+
+// matVecRows gives each row exactly dot's result on it (times scale).
+// Whole-vector rows, all of MatVec's in practice, go through the
+// one-stream kernel.
+func matVecRows[T float32 | uint16](out []float32, k []T, d int, q []float32, scale float32,
+	kernel func(out *float32, k *T, n, d int, q *float32), dot func([]T, []float32) float32) {
+	n := len(out)
+	if n == 0 || d == 0 {
+		clear(out)
+		return
+	}
+	_, _ = k[n*d-1], q[d-1]
+	if d%8 == 0 {
+		kernel(&out[0], &k[0], n, d, &q[0])
+	} else {
+		for j := range out {
+			out[j] = dot(k[j*d:(j+1)*d], q)
+		}
+	}
+	if scale != 1 {
+		for j := range out {
+			out[j] *= scale
+		}
+	}
+}
 
 func vdF32AVX2(w []byte, x []float32) float32 {
 	if len(x) == 0 {

@@ -65,6 +65,79 @@ DATA q6kShuf<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
 GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
 
 
+// MatVec's row kernels (matVecF32AVX2, matVecF16AVX2): out[j] = row j · q
+// for n rows laid end to end, d values each (a multiple of 8), summed exactly as dotAVX2 / dotF16AVX2 sum one row. One row at a
+// time, so the rows are one sequential stream, with each step prefetching
+// the lines matVecPF bytes ahead. On Zen 3 this streamed decode's F16
+// weights ~20% faster than eight rows at a time with the next group
+// prefetched (eight streams 1.5–4 KB long, prefetched 12–32 KB ahead);
+// 512 B and 1.5 KB ahead measured about the same as 1 KB, 2 KB and more
+// slower.
+#define matVecPF 1024
+
+#define MVF32_0 VMOVUPS (SI), Y4
+#define MVF32_1 VMOVUPS 32(SI), Y5
+#define MVF32_2 VMOVUPS 64(SI), Y6
+#define MVF32_3 VMOVUPS 96(SI), Y7
+#define MVF16_0 VCVTPH2PS (SI), Y4
+#define MVF16_1 VCVTPH2PS 16(SI), Y5
+#define MVF16_2 VCVTPH2PS 32(SI), Y6
+#define MVF16_3 VCVTPH2PS 48(SI), Y7
+#define MVPF32 PREFETCHT0 matVecPF(SI); PREFETCHT0 (matVecPF+64)(SI)
+#define MVPF16 PREFETCHT0 matVecPF(SI)
+
+// L0–L3 load 32 values into Y4–Y7, STEP bytes of row; PF prefetches them.
+#define MATVECROWS(L0, L1, L2, L3, STEP, PF) \
+	MOVQ out+0(FP), DI \
+	MOVQ k+8(FP), SI \
+	MOVQ n+16(FP), R8 \
+	MOVQ d+24(FP), R9 \
+	MOVQ q+32(FP), R10 \
+	\
+mvrow: \
+	ZERO4(Y0, Y1, Y2, Y3) \
+	MOVQ R9, CX \
+	MOVQ R10, BX \
+	\
+mv32: \
+	CMPQ        CX, $32 \
+	JL          mv8 \
+	PF \
+	L0 \
+	L1 \
+	L2 \
+	L3 \
+	VFMADD231PS (BX), Y4, Y0 \
+	VFMADD231PS 32(BX), Y5, Y1 \
+	VFMADD231PS 64(BX), Y6, Y2 \
+	VFMADD231PS 96(BX), Y7, Y3 \
+	ADDQ        $STEP, SI \
+	ADDQ        $128, BX \
+	SUBQ        $32, CX \
+	JMP         mv32 \
+	\
+mv8: \
+	TESTQ       CX, CX \
+	JZ          mvreduce \
+	L0 \
+	VFMADD231PS (BX), Y4, Y0 \
+	ADDQ        $(STEP/4), SI \
+	ADDQ        $32, BX \
+	SUBQ        $8, CX \
+	JMP         mv8 \
+	\
+mvreduce: \
+	VADDPS Y1, Y0, Y0 \
+	VADDPS Y3, Y2, Y2 \
+	VADDPS Y2, Y0, Y0 \
+	HSUM(Y0, X0, X1) \
+	VMOVSS X0, (DI) \
+	ADDQ   $4, DI \
+	DECQ   R8 \
+	JNZ    mvrow \
+	VZEROUPPER \
+	RET
+
 // func dotAVX2(a, b *float32, n int) float32
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
@@ -224,6 +297,14 @@ hdone:
 	VZEROUPPER
 	MOVSS  X0, ret+24(FP)
 	RET
+
+// func matVecF32AVX2(out *float32, k *float32, n, d int, q *float32)
+TEXT ·matVecF32AVX2(SB), NOSPLIT, $0-40
+	MATVECROWS(MVF32_0, MVF32_1, MVF32_2, MVF32_3, 128, MVPF32)
+
+// func matVecF16AVX2(out *float32, k *uint16, n, d int, q *float32)
+TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-40
+	MATVECROWS(MVF16_0, MVF16_1, MVF16_2, MVF16_3, 64, MVPF16)
 
 // func dotBF16AVX2(a *uint16, b *float32, n int) float32
 TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28

@@ -699,15 +699,15 @@ func TestQ8_0Rows(t *testing.T) {
 	})
 }
 
-// TestMatVecRowKernels checks MatVec's prefetching f32/f16 row kernels at
-// row counts that are not multiples of their eight rows per pass: bit for
-// bit against DotRows (their arithmetic is the same) and against the
-// float64 reference, on both paths.
+// TestMatVecRowKernels checks MatVec's f32/f16 row kernels, which stream
+// rows end to end: bit for bit against one call per row, so a row boundary
+// slipped by a value shows, and against the float64 reference, on both
+// paths.
 func TestMatVecRowKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	forEachPath(t, func(t *testing.T) {
 		k := kern
-		for _, cols := range []int{8, 37, 768} {
+		for _, cols := range []int{8, 37, 40, 768} {
 			for _, rows := range []int{1, 7, 9, 15, 17, 30} {
 				w := randVec(r, rows*cols)
 				wh := make([]uint16, len(w))
@@ -718,12 +718,12 @@ func TestMatVecRowKernels(t *testing.T) {
 				got, want := make([]float32, rows), make([]float32, rows)
 				gotH, wantH := make([]float32, rows), make([]float32, rows)
 				k.matVecF32(got, w, cols, x, 1)
-				k.dotRows(want, w, cols, x, 1, nil)
 				k.matVecF16(gotH, wh, cols, x, 1)
-				k.dotRowsF16(wantH, wh, cols, x, 1, nil)
 				for i := range rows {
+					k.matVecF32(want[i:i+1], w[i*cols:(i+1)*cols], cols, x, 1)
+					k.matVecF16(wantH[i:i+1], wh[i*cols:(i+1)*cols], cols, x, 1)
 					if got[i] != want[i] || gotH[i] != wantH[i] {
-						t.Errorf("%dx%d row %d: f32 %g vs DotRows %g, f16 %g vs %g", rows, cols, i, got[i], want[i], gotH[i], wantH[i])
+						t.Errorf("%dx%d row %d: f32 %g vs one row %g, f16 %g vs %g", rows, cols, i, got[i], want[i], gotH[i], wantH[i])
 					}
 					for _, c := range []struct {
 						w   []float32
