@@ -46,7 +46,7 @@ func f32ToF16sAVX2(dst *uint16, src *float32, n int)
 func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 
 //go:noescape
-func vdQ8_0x4AVX2(out *float32, w *byte, stride int, qs *int8, d *float32, nb int)
+func vdQ8_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb int)
 
 //go:noescape
 func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
@@ -283,8 +283,8 @@ func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
 	return vdQ8_0AVX2(&w[0], &qs[0], &d[0], nb)
 }
 
-// vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart) four at a time,
-// each result bit-identical to vdQ8_0AVX2Go on that row.
+// vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart), each result
+// bit-identical to vdQ8_0AVX2Go on that row.
 func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
 	nb := len(d)
 	n := len(out)
@@ -296,13 +296,7 @@ func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
 		return
 	}
 	_, _ = w[(n-1)*rb+nb*q8_0Bytes-1], qs[nb*qk8_0-1]
-	r := 0
-	for ; r+4 <= n; r += 4 {
-		vdQ8_0x4AVX2(&out[r], &w[r*rb], rb, &qs[0], &d[0], nb)
-	}
-	for ; r < n; r++ {
-		out[r] = vdQ8_0AVX2(&w[r*rb], &qs[0], &d[0], nb)
-	}
+	vdQ8_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], nb)
 }
 
 func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {

@@ -116,10 +116,9 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 	k := kern
 	rb := w.Type.RowBytes(w.Cols)
 	if t.n == 1 && len(w.Data) > 0 && isLittleEndian {
-		// Float rows: one DotRows call for the whole range instead of one
-		// per row. Tiny models save the per-row calls; long rows gain eight
-		// weight streams in flight per core (DotRows' 8-row groups), which
-		// keeps more DRAM requests outstanding than one row at a time.
+		// One kernel call for the whole range instead of one per row: tiny
+		// models save the calls, and the kernel streams the range's rows
+		// as one sequential read with a software prefetch ahead of it.
 		base := unsafe.Pointer(&w.Data[r0(lo, rb)])
 		switch w.Type {
 		case F32:
@@ -133,8 +132,6 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 				return
 			}
 		case Q8_0:
-			// Several rows per activation block load, the next rows
-			// prefetched while these stream.
 			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
 			return
 		}
