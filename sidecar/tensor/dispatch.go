@@ -24,7 +24,9 @@ type kernelSet struct {
 	// results identical to one vdQ8_0 call per row.
 	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
 	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
-	vdQ6K      func(w []byte, qs []int8, d []float32, bs16 []int16) float32
+	// vdQ4KRows is vdQ4K over len(out) rows rb bytes apart, likewise.
+	vdQ4KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16)
+	vdQ6K     func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 
 	// gemmAcc adds the 4×3 block of dot products between 4 rows of w
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
@@ -71,6 +73,7 @@ var genericKernels = kernelSet{
 	vdQ8_0Rows: vdQ8_0RowsGo,
 	vdQ4_0:     vdQ4_0Go,
 	vdQ4K:      vdQ4KGo,
+	vdQ4KRows:  vdQ4KRowsGo,
 	vdQ6K:      vdQ6KGo,
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
@@ -123,6 +126,12 @@ func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32
 func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
 	for r := range out {
 		out[r] = vdQ8_0Go(w[r*rb:], qs, d)
+	}
+}
+
+func vdQ4KRowsGo(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16) {
+	for r := range out {
+		out[r] = vdQ4KGo(w[r*rb:], qs, d, bs32)
 	}
 }
 

@@ -52,7 +52,7 @@ func vdQ8_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb i
 func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 
 //go:noescape
-func vdQ4KAVX2(w *byte, qs *int8, d *float32, bs32 *int16, nb int) float32
+func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 *int16, nb int)
 
 //go:noescape
 func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
@@ -86,6 +86,7 @@ var avx2Kernels = kernelSet{
 	vdQ8_0Rows: vdQ8_0RowsAVX2Go,
 	vdQ4_0:     vdQ4_0AVX2Go,
 	vdQ4K:      vdQ4KAVX2Go,
+	vdQ4KRows:  vdQ4KRowsAVX2Go,
 	vdQ6K:      vdQ6KAVX2Go,
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
@@ -309,12 +310,23 @@ func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
 }
 
 func vdQ4KAVX2Go(w []byte, qs []int8, d []float32, bs32 []int16) float32 {
-	nb := len(d)
-	if nb == 0 {
-		return 0
+	var out [1]float32
+	vdQ4KRowsAVX2Go(out[:], w, 0, qs, d, bs32)
+	return out[0]
+}
+
+// vdQ4KRowsAVX2Go dots len(out) Q4_K rows (rb bytes apart).
+func vdQ4KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16) {
+	nb, n := len(d), len(out)
+	if n == 0 {
+		return
 	}
-	_, _, _ = w[nb*q4KBytes-1], qs[nb*qkK-1], bs32[nb*8-1]
-	return vdQ4KAVX2(&w[0], &qs[0], &d[0], &bs32[0], nb)
+	if nb == 0 {
+		clear(out)
+		return
+	}
+	_, _, _ = w[(n-1)*rb+nb*q4KBytes-1], qs[nb*qkK-1], bs32[nb*8-1]
+	vdQ4KRowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], &bs32[0], nb)
 }
 
 func vdQ6KAVX2Go(w []byte, qs []int8, d []float32, bs16 []int16) float32 {

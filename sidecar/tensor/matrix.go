@@ -134,6 +134,11 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 		case Q8_0:
 			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
 			return
+		case Q4_K:
+			a := &t.p.act
+			nb := w.Cols / qkK
+			k.vdQ4KRows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, a.qs[:w.Cols], a.d[:nb], a.bs32[:nb*8])
+			return
 		}
 	}
 	for r := lo; r < hi; r++ {

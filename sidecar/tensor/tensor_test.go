@@ -665,33 +665,49 @@ func TestPoolBackToBack(t *testing.T) {
 	}
 }
 
-// TestQ8_0Rows checks the multi-row Q8_0 kernel at row counts that are not
-// multiples of its rows per pass: against the float64 reference on both
-// paths, and bit for bit against the single-row kernel of the same path.
-func TestQ8_0Rows(t *testing.T) {
+// TestQuantRows checks the multi-row Q8_0 and Q4_K kernels at several row
+// counts: against the float64 reference on both paths, and bit for bit
+// against the single-row kernel of the same path (a row that starts from
+// the last row's accumulators or offset shows).
+func TestQuantRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	p := NewPool(1)
 	defer p.Close()
 	forEachPath(t, func(t *testing.T) {
 		k := kern
-		for _, blocks := range []int{1, 2, 3, 24} {
-			cols := blocks * qk8_0
-			for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
-				m, deq := makeMatrix(r, Q8_0, rows, cols)
-				x := randVec(r, cols)
-				p.prepareActivations(m, x, 1)
-				qs, d := p.act.qs[:cols], p.act.d[:blocks]
-				rb := Q8_0.RowBytes(cols)
-				got := make([]float32, rows)
-				k.vdQ8_0Rows(got, m.Data, rb, qs, d)
-				for i := range rows {
-					if one := k.vdQ8_0(m.Data[i*rb:(i+1)*rb], qs, d); got[i] != one {
-						t.Errorf("%d rows × %d cols, row %d: %g, single-row kernel %g", rows, cols, i, got[i], one)
+		for _, c := range []struct {
+			dt     DType
+			blocks []int
+		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}} {
+			for _, blocks := range c.blocks {
+				cols := blocks * c.dt.BlockSize()
+				for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
+					m, deq := makeMatrix(r, c.dt, rows, cols)
+					x := randVec(r, cols)
+					p.prepareActivations(m, x, 1)
+					a := &p.act
+					rb := c.dt.RowBytes(cols)
+					got := make([]float32, rows)
+					var one func(row []byte) float32
+					switch c.dt {
+					case Q8_0:
+						qs, d := a.qs[:cols], a.d[:blocks]
+						k.vdQ8_0Rows(got, m.Data, rb, qs, d)
+						one = func(row []byte) float32 { return k.vdQ8_0(row, qs, d) }
+					case Q4_K:
+						qs, d, bs := a.qs[:cols], a.d[:blocks], a.bs32[:blocks*8]
+						k.vdQ4KRows(got, m.Data, rb, qs, d, bs)
+						one = func(row []byte) float32 { return k.vdQ4K(row, qs, d, bs) }
 					}
-					w := deq[i*cols : (i+1)*cols]
-					ref, _ := refDot(w, x)
-					if tol := tolerance(Q8_0, w, x); math.Abs(float64(got[i])-ref) > tol {
-						t.Errorf("%d rows × %d cols, row %d: %g, want %g ± %g", rows, cols, i, got[i], ref, tol)
+					for i := range rows {
+						if want := one(m.Data[i*rb : (i+1)*rb]); got[i] != want {
+							t.Errorf("%s %d rows × %d cols, row %d: %g, single-row kernel %g", c.dt, rows, cols, i, got[i], want)
+						}
+						w := deq[i*cols : (i+1)*cols]
+						ref, _ := refDot(w, x)
+						if tol := tolerance(c.dt, w, x); math.Abs(float64(got[i])-ref) > tol {
+							t.Errorf("%s %d rows × %d cols, row %d: %g, want %g ± %g", c.dt, rows, cols, i, got[i], ref, tol)
+						}
 					}
 				}
 			}
