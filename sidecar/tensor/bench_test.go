@@ -98,7 +98,7 @@ func BenchmarkMatVecDRAM(b *testing.B) {
 	defer p.Close()
 	bw := MeasureBandwidth(p, 256<<20, 3)
 	shapes := []struct{ rows, cols int }{{768, 768}, {768, 768}, {768, 768}, {768, 768}, {2048, 768}, {2048, 768}, {768, 2048}}
-	for _, dt := range []DType{F32, F16, Q8_0, Q4_K} {
+	for _, dt := range []DType{F32, F16, Q8_0, Q4_K, Q6_K} {
 		var ms []*Matrix
 		total := 0
 		for range 12 {

@@ -24,9 +24,10 @@ type kernelSet struct {
 	// results identical to one vdQ8_0 call per row.
 	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
 	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
-	// vdQ4KRows is vdQ4K over len(out) rows rb bytes apart, likewise.
+	// vdQ4KRows and vdQ6KRows are vdQ4K and vdQ6K likewise.
 	vdQ4KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16)
 	vdQ6K     func(w []byte, qs []int8, d []float32, bs16 []int16) float32
+	vdQ6KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16)
 
 	// gemmAcc adds the 4×3 block of dot products between 4 rows of w
 	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
@@ -74,6 +75,7 @@ var genericKernels = kernelSet{
 	vdQ4_0:     vdQ4_0Go,
 	vdQ4K:      vdQ4KGo,
 	vdQ4KRows:  vdQ4KRowsGo,
+	vdQ6KRows:  vdQ6KRowsGo,
 	vdQ6K:      vdQ6KGo,
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
@@ -132,6 +134,12 @@ func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
 func vdQ4KRowsGo(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16) {
 	for r := range out {
 		out[r] = vdQ4KGo(w[r*rb:], qs, d, bs32)
+	}
+}
+
+func vdQ6KRowsGo(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16) {
+	for r := range out {
+		out[r] = vdQ6KGo(w[r*rb:], qs, d, bs16)
 	}
 }
 

@@ -55,7 +55,7 @@ func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 *int16, nb int)
 
 //go:noescape
-func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
+func vdQ6KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs16 *int16, nb int)
 
 //go:noescape
 func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
@@ -87,6 +87,7 @@ var avx2Kernels = kernelSet{
 	vdQ4_0:     vdQ4_0AVX2Go,
 	vdQ4K:      vdQ4KAVX2Go,
 	vdQ4KRows:  vdQ4KRowsAVX2Go,
+	vdQ6KRows:  vdQ6KRowsAVX2Go,
 	vdQ6K:      vdQ6KAVX2Go,
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
@@ -330,12 +331,23 @@ func vdQ4KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs
 }
 
 func vdQ6KAVX2Go(w []byte, qs []int8, d []float32, bs16 []int16) float32 {
-	nb := len(d)
-	if nb == 0 {
-		return 0
+	var out [1]float32
+	vdQ6KRowsAVX2Go(out[:], w, 0, qs, d, bs16)
+	return out[0]
+}
+
+// vdQ6KRowsAVX2Go dots len(out) Q6_K rows (rb bytes apart).
+func vdQ6KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16) {
+	nb, n := len(d), len(out)
+	if n == 0 {
+		return
 	}
-	_, _, _ = w[nb*q6KBytes-1], qs[nb*qkK-1], bs16[nb*16-1]
-	return vdQ6KAVX2(&w[0], &qs[0], &d[0], &bs16[0], nb)
+	if nb == 0 {
+		clear(out)
+		return
+	}
+	_, _, _ = w[(n-1)*rb+nb*q6KBytes-1], qs[nb*qkK-1], bs16[nb*16-1]
+	vdQ6KRowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], &bs16[0], nb)
 }
 
 func gemm4x3accAVX2Go(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {

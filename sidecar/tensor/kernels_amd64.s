@@ -717,18 +717,16 @@ q4kdone:
 	VZEROUPPER
 	RET
 
-// func vdQ6KAVX2(w *byte, qs *int8, d *float32, bs16 *int16, nb int) float32
+// func vdQ6KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs16 *int16, nb int)
 //
-// q6 values are assembled unsigned (0..63) so VPMADDUBSW applies; the −32
-// offset is removed afterwards as 32·Σ sc·Σq8 from the activation's per-16
-// sums.
-TEXT ·vdQ6KAVX2(SB), NOSPLIT, $0-44
-	MOVQ          w+0(FP), SI
-	MOVQ          qs+8(FP), DI
-	MOVQ          d+16(FP), DX
-	MOVQ          bs16+24(FP), R8
-	MOVQ          nb+32(FP), CX
-	VXORPS        Y0, Y0, Y0
+// out[r] = row r · x for n Q6_K rows rb bytes apart, streamed and
+// prefetched as vdQ4KRowsAVX2's. q6 values are assembled unsigned (0..63)
+// so VPMADDUBSW applies; the −32 offset is removed afterwards as
+// 32·Σ sc·Σq8 from the activation's per-16 sums.
+TEXT ·vdQ6KRowsAVX2(SB), NOSPLIT, $0-64
+	MOVQ          out+0(FP), R14
+	MOVQ          w+8(FP), R15
+	MOVQ          n+16(FP), R12
 	MOVL          $0x0f0f0f0f, AX
 	VMOVD         AX, X15
 	VPBROADCASTD  X15, Y15
@@ -736,9 +734,21 @@ TEXT ·vdQ6KAVX2(SB), NOSPLIT, $0-44
 	VMOVD         AX, X13
 	VPBROADCASTD  X13, Y13
 
+q6krow:
+	MOVQ          R15, SI
+	MOVQ          qs+32(FP), DI
+	MOVQ          d+40(FP), DX
+	MOVQ          bs16+48(FP), R8
+	MOVQ          nb+56(FP), CX
+	VXORPS        Y0, Y0, Y0
+
 q6kloop:
 	TESTQ CX, CX
 	JZ    q6kdone
+	PREFETCHT0 q8PF(SI)
+	PREFETCHT0 (q8PF+64)(SI)
+	PREFETCHT0 (q8PF+128)(SI)
+	PREFETCHT0 (q8PF+192)(SI)
 
 	// Offset term 32·Σ sc_k·bs16_k, kept to subtract from the int sum.
 	VPMOVSXBW 192(SI), Y8
@@ -846,8 +856,12 @@ q6kloop:
 
 q6kdone:
 	HSUM(Y0, X0, X1)
+	VMOVSS X0, (R14)
+	ADDQ   $4, R14
+	ADDQ   rb+24(FP), R15
+	DECQ   R12
+	JNZ    q6krow
 	VZEROUPPER
-	MOVSS  X0, ret+40(FP)
 	RET
 
 // Horizontal sum of accumulator Y into out element OFF(BASE), added.

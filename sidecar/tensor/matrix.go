@@ -139,6 +139,11 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 			nb := w.Cols / qkK
 			k.vdQ4KRows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, a.qs[:w.Cols], a.d[:nb], a.bs32[:nb*8])
 			return
+		case Q6_K:
+			a := &t.p.act
+			nb := w.Cols / qkK
+			k.vdQ6KRows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, a.qs[:w.Cols], a.d[:nb], a.bs16[:nb*16])
+			return
 		}
 	}
 	for r := lo; r < hi; r++ {

@@ -665,7 +665,7 @@ func TestPoolBackToBack(t *testing.T) {
 	}
 }
 
-// TestQuantRows checks the multi-row Q8_0 and Q4_K kernels at several row
+// TestQuantRows checks the multi-row Q8_0, Q4_K and Q6_K kernels at several row
 // counts: against the float64 reference on both paths, and bit for bit
 // against the single-row kernel of the same path (a row that starts from
 // the last row's accumulators or offset shows).
@@ -678,7 +678,7 @@ func TestQuantRows(t *testing.T) {
 		for _, c := range []struct {
 			dt     DType
 			blocks []int
-		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}} {
+		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}, {Q6_K, []int{1, 2, 3}}} {
 			for _, blocks := range c.blocks {
 				cols := blocks * c.dt.BlockSize()
 				for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
@@ -698,6 +698,10 @@ func TestQuantRows(t *testing.T) {
 						qs, d, bs := a.qs[:cols], a.d[:blocks], a.bs32[:blocks*8]
 						k.vdQ4KRows(got, m.Data, rb, qs, d, bs)
 						one = func(row []byte) float32 { return k.vdQ4K(row, qs, d, bs) }
+					case Q6_K:
+						qs, d, bs := a.qs[:cols], a.d[:blocks], a.bs16[:blocks*16]
+						k.vdQ6KRows(got, m.Data, rb, qs, d, bs)
+						one = func(row []byte) float32 { return k.vdQ6K(row, qs, d, bs) }
 					}
 					for i := range rows {
 						if want := one(m.Data[i*rb : (i+1)*rb]); got[i] != want {
