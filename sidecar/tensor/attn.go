@@ -188,6 +188,18 @@ func matVecF16Go(out []float32, k []uint16, d int, q []float32, scale float32) {
 	}
 }
 
+func matVecBF16Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	q = q[:d]
+	for j := range out {
+		r := k[j*d : (j+1)*d]
+		var s float32
+		for i, v := range r {
+			s += BF16ToF32(v) * q[i]
+		}
+		out[j] = s * scale
+	}
+}
+
 func axpyRowsGo(out, v []float32, d int, p []float32, _ []float32) {
 	out = out[:d]
 	for j, a := range p {

@@ -23,8 +23,10 @@ type kernelSet struct {
 	// vdQ8_0Rows is vdQ8_0 over len(out) rows rb bytes apart, with
 	// results identical to one vdQ8_0 call per row.
 	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
+	vdQ4_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
 	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
-	// vdQ4KRows and vdQ6KRows are vdQ4K and vdQ6K likewise.
+	// vdQ4_0Rows, vdQ4KRows and vdQ6KRows are vdQ4_0, vdQ4K and vdQ6K
+	// likewise.
 	vdQ4KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16)
 	vdQ6K     func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 	vdQ6KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16)
@@ -42,10 +44,11 @@ type kernelSet struct {
 	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
 	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
 	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32)
-	// matVecF32/F16 are MatVec's rows of float weights, laid end to end:
-	// each row's result is exactly vdF32/vdF16's (dot) on it.
+	// matVecF32/F16/BF16 are MatVec's rows of float weights, laid end to
+	// end: each row's result is exactly vdF32/vdF16/vdBF16's on it.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
+	matVecBF16  func(out []float32, k []uint16, d int, q []float32, scale float32)
 	axpyRowsF16 func(out []float32, v []uint16, d int, p []float32, next []uint16)
 	expSum      func(x []float32, mx float32) float32 // x[i] = e^(x[i]−mx), returns Σ
 	swiglu      func(out, gate, up []float32)         // len(out), len(up) ≥ len(gate)
@@ -72,6 +75,7 @@ var genericKernels = kernelSet{
 	vdBF16:     vdBF16Go,
 	vdQ8_0:     vdQ8_0Go,
 	vdQ8_0Rows: vdQ8_0RowsGo,
+	vdQ4_0Rows: vdQ4_0RowsGo,
 	vdQ4_0:     vdQ4_0Go,
 	vdQ4K:      vdQ4KGo,
 	vdQ4KRows:  vdQ4KRowsGo,
@@ -84,6 +88,7 @@ var genericKernels = kernelSet{
 	dotRowsF16:   dotRowsF16Go,
 	matVecF32:    matVecGo,
 	matVecF16:    matVecF16Go,
+	matVecBF16:   matVecBF16Go,
 	axpyRows:     axpyRowsGo,
 	dotRowsIdx:   dotRowsIdxGo,
 	max:          maxGo,
@@ -128,6 +133,12 @@ func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32
 func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
 	for r := range out {
 		out[r] = vdQ8_0Go(w[r*rb:], qs, d)
+	}
+}
+
+func vdQ4_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
+	for r := range out {
+		out[r] = vdQ4_0Go(w[r*rb:], qs, d)
 	}
 }
 

@@ -31,6 +31,9 @@ func matVecF32AVX2(out *float32, k *float32, n, d int, q *float32)
 func matVecF16AVX2(out *float32, k *uint16, n, d int, q *float32)
 
 //go:noescape
+func matVecBF16AVX2(out *float32, k *uint16, n, d int, q *float32)
+
+//go:noescape
 func dotBF16AVX2(a *uint16, b *float32, n int) float32
 
 //go:noescape
@@ -49,7 +52,7 @@ func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
 func vdQ8_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb int)
 
 //go:noescape
-func vdQ4_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
+func vdQ4_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb int)
 
 //go:noescape
 func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 *int16, nb int)
@@ -84,6 +87,7 @@ var avx2Kernels = kernelSet{
 	vdBF16:     vdBF16AVX2,
 	vdQ8_0:     vdQ8_0AVX2Go,
 	vdQ8_0Rows: vdQ8_0RowsAVX2Go,
+	vdQ4_0Rows: vdQ4_0RowsAVX2Go,
 	vdQ4_0:     vdQ4_0AVX2Go,
 	vdQ4K:      vdQ4KAVX2Go,
 	vdQ4KRows:  vdQ4KRowsAVX2Go,
@@ -96,6 +100,7 @@ var avx2Kernels = kernelSet{
 	dotRowsF16:   dotRowsF16AVX2Go,
 	matVecF32:    matVecF32AVX2Go,
 	matVecF16:    matVecF16AVX2Go,
+	matVecBF16:   matVecBF16AVX2Go,
 	axpyRows:     axpyRowsAVX2Go,
 	dotRowsIdx:   dotRowsIdxAVX2Go,
 	max:          maxAVX2Go,
@@ -218,6 +223,10 @@ func matVecF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float3
 	matVecRows(out, k, d, q, scale, matVecF16AVX2, dotF16AVX2Go)
 }
 
+func matVecBF16AVX2Go(out []float32, k []uint16, d int, q []float32, scale float32) {
+	matVecRows(out, k, d, q, scale, matVecBF16AVX2, dotBF16AVX2Go)
+}
+
 // matVecRows gives each row exactly dot's result on it (times scale).
 // Whole-vector rows, all of MatVec's in practice, go through the
 // one-stream kernel.
@@ -259,21 +268,26 @@ func vdF16AVX2(w []byte, x []float32) float32 {
 	return dotF16AVX2Go(unsafe.Slice((*uint16)(unsafe.Pointer(&w[0])), len(x)), x)
 }
 
-func vdBF16AVX2(w []byte, x []float32) float32 {
-	n := len(x)
-	if n == 0 {
-		return 0
-	}
-	w = w[:2*n]
+func dotBF16AVX2Go(a []uint16, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
 	v := n &^ 7
 	var s float32
 	if v > 0 {
-		s = dotBF16AVX2((*uint16)(unsafe.Pointer(&w[0])), &x[0], v)
+		s = dotBF16AVX2(&a[0], &b[0], v)
 	}
 	for i := v; i < n; i++ {
-		s += BF16ToF32(le16(w[2*i:])) * x[i]
+		s += BF16ToF32(a[i]) * b[i]
 	}
 	return s
+}
+
+func vdBF16AVX2(w []byte, x []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	w = w[:2*len(x)]
+	return dotBF16AVX2Go(unsafe.Slice((*uint16)(unsafe.Pointer(&w[0])), len(x)), x)
 }
 
 func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
@@ -302,12 +316,23 @@ func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
 }
 
 func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
-	nb := len(d)
-	if nb == 0 {
-		return 0
+	var out [1]float32
+	vdQ4_0RowsAVX2Go(out[:], w, 0, qs, d)
+	return out[0]
+}
+
+// vdQ4_0RowsAVX2Go dots len(out) Q4_0 rows (rb bytes apart).
+func vdQ4_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
+	nb, n := len(d), len(out)
+	if n == 0 {
+		return
 	}
-	_, _ = w[nb*q4_0Bytes-1], qs[nb*qk4_0-1]
-	return vdQ4_0AVX2(&w[0], &qs[0], &d[0], nb)
+	if nb == 0 {
+		clear(out)
+		return
+	}
+	_, _ = w[(n-1)*rb+nb*q4_0Bytes-1], qs[nb*qk4_0-1]
+	vdQ4_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], nb)
 }
 
 func vdQ4KAVX2Go(w []byte, qs []int8, d []float32, bs32 []int16) float32 {

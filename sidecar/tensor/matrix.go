@@ -131,8 +131,16 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 				k.matVecF16(out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
 				return
 			}
+		case BF16:
+			if uintptr(base)%2 == 0 {
+				k.matVecBF16(out[lo:hi], unsafe.Slice((*uint16)(base), (hi-lo)*w.Cols), w.Cols, t.x, 1)
+				return
+			}
 		case Q8_0:
 			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
+			return
+		case Q4_0:
+			k.vdQ4_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk4_0])
 			return
 		case Q4_K:
 			a := &t.p.act

@@ -665,7 +665,7 @@ func TestPoolBackToBack(t *testing.T) {
 	}
 }
 
-// TestQuantRows checks the multi-row Q8_0, Q4_K and Q6_K kernels at several row
+// TestQuantRows checks the multi-row Q8_0, Q4_0, Q4_K and Q6_K kernels at several row
 // counts: against the float64 reference on both paths, and bit for bit
 // against the single-row kernel of the same path (a row that starts from
 // the last row's accumulators or offset shows).
@@ -678,7 +678,7 @@ func TestQuantRows(t *testing.T) {
 		for _, c := range []struct {
 			dt     DType
 			blocks []int
-		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}, {Q6_K, []int{1, 2, 3}}} {
+		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}, {Q6_K, []int{1, 2, 3}}} {
 			for _, blocks := range c.blocks {
 				cols := blocks * c.dt.BlockSize()
 				for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
@@ -694,6 +694,10 @@ func TestQuantRows(t *testing.T) {
 						qs, d := a.qs[:cols], a.d[:blocks]
 						k.vdQ8_0Rows(got, m.Data, rb, qs, d)
 						one = func(row []byte) float32 { return k.vdQ8_0(row, qs, d) }
+					case Q4_0:
+						qs, d := a.qs[:cols], a.d[:blocks]
+						k.vdQ4_0Rows(got, m.Data, rb, qs, d)
+						one = func(row []byte) float32 { return k.vdQ4_0(row, qs, d) }
 					case Q4_K:
 						qs, d, bs := a.qs[:cols], a.d[:blocks], a.bs32[:blocks*8]
 						k.vdQ4KRows(got, m.Data, rb, qs, d, bs)
@@ -719,7 +723,7 @@ func TestQuantRows(t *testing.T) {
 	})
 }
 
-// TestMatVecRowKernels checks MatVec's f32/f16 row kernels, which stream
+// TestMatVecRowKernels checks MatVec's f32/f16/bf16 row kernels, which stream
 // rows end to end: bit for bit against one call per row, so a row boundary
 // slipped by a value shows, and against the float64 reference, on both
 // paths.
@@ -730,28 +734,36 @@ func TestMatVecRowKernels(t *testing.T) {
 		for _, cols := range []int{8, 37, 40, 768} {
 			for _, rows := range []int{1, 7, 9, 15, 17, 30} {
 				w := randVec(r, rows*cols)
-				wh := make([]uint16, len(w))
+				wh, wb := make([]uint16, len(w)), make([]uint16, len(w))
 				F32ToF16s(wh, w)
-				wf := make([]float32, len(w))
+				wf, wbf := make([]float32, len(w)), make([]float32, len(w))
 				F16ToF32s(wf, wh)
+				for i, v := range w {
+					wb[i] = F32ToBF16(v)
+					wbf[i] = BF16ToF32(wb[i])
+				}
 				x := randVec(r, cols)
-				got, want := make([]float32, rows), make([]float32, rows)
-				gotH, wantH := make([]float32, rows), make([]float32, rows)
-				k.matVecF32(got, w, cols, x, 1)
-				k.matVecF16(gotH, wh, cols, x, 1)
-				for i := range rows {
-					k.matVecF32(want[i:i+1], w[i*cols:(i+1)*cols], cols, x, 1)
-					k.matVecF16(wantH[i:i+1], wh[i*cols:(i+1)*cols], cols, x, 1)
-					if got[i] != want[i] || gotH[i] != wantH[i] {
-						t.Errorf("%dx%d row %d: f32 %g vs one row %g, f16 %g vs %g", rows, cols, i, got[i], want[i], gotH[i], wantH[i])
-					}
-					for _, c := range []struct {
-						w   []float32
-						got float32
-					}{{w[i*cols : (i+1)*cols], got[i]}, {wf[i*cols : (i+1)*cols], gotH[i]}} {
-						ref, _ := refDot(c.w, x)
-						if tol := tolerance(F32, c.w, x); math.Abs(float64(c.got)-ref) > tol {
-							t.Errorf("%dx%d row %d: %g, want %g ± %g", rows, cols, i, c.got, ref, tol)
+				for _, c := range []struct {
+					name string
+					deq  []float32 // the weights' exact values
+					mv   func(out []float32, lo, hi int)
+				}{
+					{"f32", w, func(out []float32, lo, hi int) { k.matVecF32(out, w[lo*cols:hi*cols], cols, x, 1) }},
+					{"f16", wf, func(out []float32, lo, hi int) { k.matVecF16(out, wh[lo*cols:hi*cols], cols, x, 1) }},
+					{"bf16", wbf, func(out []float32, lo, hi int) { k.matVecBF16(out, wb[lo*cols:hi*cols], cols, x, 1) }},
+				} {
+					got := make([]float32, rows)
+					c.mv(got, 0, rows)
+					for i := range rows {
+						var one [1]float32
+						c.mv(one[:], i, i+1)
+						if got[i] != one[0] {
+							t.Errorf("%s %dx%d row %d: %g, one row %g", c.name, rows, cols, i, got[i], one[0])
+						}
+						row := c.deq[i*cols : (i+1)*cols]
+						ref, _ := refDot(row, x)
+						if tol := tolerance(F32, row, x); math.Abs(float64(got[i])-ref) > tol {
+							t.Errorf("%s %dx%d row %d: %g, want %g ± %g", c.name, rows, cols, i, got[i], ref, tol)
 						}
 					}
 				}
