@@ -66,8 +66,8 @@ GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
 
 
 // MatVec's row kernels (matVecF32AVX2, matVecF16AVX2, matVecBF16AVX2):
-// out[j] = row j · q for n rows laid end to end, d values each (a multiple
-// of 8), summed exactly as dotAVX2 / dotF16AVX2 / dotBF16AVX2 sum one row.
+// out[j] = (row j)[:d] · q for n rows stride bytes apart, d a multiple of
+// 8, summed exactly as dotAVX2 / dotF16AVX2 / dotBF16AVX2 sum d values.
 // One row at a time, so the rows are one sequential stream, with each step
 // prefetching the lines matVecPF bytes ahead. On Zen 3 this streamed decode's F16
 // weights ~20% faster than eight rows at a time with the next group
@@ -99,13 +99,15 @@ GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
 // L0–L3 load 32 values into Y4–Y7, STEP bytes of row; PF prefetches them.
 #define MATVECROWS(L0, L1, L2, L3, STEP, PF) \
 	MOVQ out+0(FP), DI \
-	MOVQ k+8(FP), SI \
+	MOVQ k+8(FP), R11 \
 	MOVQ n+16(FP), R8 \
 	MOVQ d+24(FP), R9 \
-	MOVQ q+32(FP), R10 \
+	MOVQ stride+32(FP), R12 \
+	MOVQ q+40(FP), R10 \
 	\
 mvrow: \
 	ZERO4(Y0, Y1, Y2, Y3) \
+	MOVQ R11, SI \
 	MOVQ R9, CX \
 	MOVQ R10, BX \
 	\
@@ -143,6 +145,7 @@ mvreduce: \
 	HSUM(Y0, X0, X1) \
 	VMOVSS X0, (DI) \
 	ADDQ   $4, DI \
+	ADDQ   R12, R11 \
 	DECQ   R8 \
 	JNZ    mvrow \
 	VZEROUPPER \
@@ -308,16 +311,16 @@ hdone:
 	MOVSS  X0, ret+24(FP)
 	RET
 
-// func matVecF32AVX2(out *float32, k *float32, n, d int, q *float32)
-TEXT ·matVecF32AVX2(SB), NOSPLIT, $0-40
+// func matVecF32AVX2(out *float32, k *float32, n, d, stride int, q *float32)
+TEXT ·matVecF32AVX2(SB), NOSPLIT, $0-48
 	MATVECROWS(MVF32_0, MVF32_1, MVF32_2, MVF32_3, 128, MVPF32)
 
-// func matVecF16AVX2(out *float32, k *uint16, n, d int, q *float32)
-TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-40
+// func matVecF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32)
+TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-48
 	MATVECROWS(MVF16_0, MVF16_1, MVF16_2, MVF16_3, 64, MVPF16)
 
-// func matVecBF16AVX2(out *float32, k *uint16, n, d int, q *float32)
-TEXT ·matVecBF16AVX2(SB), NOSPLIT, $0-40
+// func matVecBF16AVX2(out *float32, k *uint16, n, d, stride int, q *float32)
+TEXT ·matVecBF16AVX2(SB), NOSPLIT, $0-48
 	MATVECROWS(MVBF16_0, MVBF16_1, MVBF16_2, MVBF16_3, 64, MVPF16)
 
 // func dotBF16AVX2(a *uint16, b *float32, n int) float32
