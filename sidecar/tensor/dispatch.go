@@ -44,8 +44,9 @@ type kernelSet struct {
 	dotRowsF16 func(out []float32, k []uint16, d int, q []float32, scale float32, next []uint16)
 	axpyRows   func(out, v []float32, d int, p []float32, next []float32)
 	dotRowsIdx func(out, k []float32, d int, idx []int32, q []float32, nq int, scale float32)
-	// matVecF32/F16/BF16 are MatVec's rows of float weights, laid end to
-	// end: each row's result is exactly vdF32/vdF16/vdBF16's on it.
+	// matVecF32/F16/BF16 dot MatVec's rows of float weights, laid end to
+	// end, with q; a row's result does not depend on its neighbours once
+	// rows are 256 values or more.
 	matVecF32   func(out, k []float32, d int, q []float32, scale float32)
 	matVecF16   func(out []float32, k []uint16, d int, q []float32, scale float32)
 	matVecBF16  func(out []float32, k []uint16, d int, q []float32, scale float32)

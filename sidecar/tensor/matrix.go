@@ -85,11 +85,11 @@ func (p *Pool) rowDot(k *kernelSet, t DType, row []byte, x []float32, cols, j in
 	panic("tensor: unsupported type " + t.String())
 }
 
-// matVecTask computes out[r] for a range of weight rows against n activation
-// rows; n > 1 is the small-batch MatMul path, where each weight row is read
-// from memory once and reused from L1 for every activation row.
 // matVecTask dots rows of up to maxMatVecs matrices that read the same
-// activations, as one pool operation over their rows laid end to end.
+// activations, as one pool operation over their rows laid end to end,
+// against n activation rows; n > 1 is the small-batch MatMul path, where
+// each weight row is read from memory once and reused from L1 for every
+// activation row.
 type matVecTask struct {
 	p     *Pool
 	ws    [maxMatVecs]*Matrix
