@@ -316,19 +316,29 @@ func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
 	return vdQ8_0AVX2(&w[0], &qs[0], &d[0], nb)
 }
 
-// vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart), each result
-// bit-identical to vdQ8_0AVX2Go on that row.
-func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
-	nb := len(d)
-	n := len(out)
-	if n == 0 {
-		return
+// quantRowsReady reports whether a quantized rows kernel has work: out is
+// cleared when the rows hold no blocks, and w must hold every row's blocks
+// (this bounds check is what keeps the assembly inside w).
+func quantRowsReady(out []float32, w []byte, rb, nb, blockBytes int) bool {
+	if len(out) == 0 {
+		return false
 	}
 	if nb == 0 {
 		clear(out)
+		return false
+	}
+	_ = w[(len(out)-1)*rb+nb*blockBytes-1]
+	return true
+}
+
+// vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart), each result
+// bit-identical to vdQ8_0AVX2Go on that row.
+func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
+	nb, n := len(d), len(out)
+	if !quantRowsReady(out, w, rb, nb, q8_0Bytes) {
 		return
 	}
-	_, _ = w[(n-1)*rb+nb*q8_0Bytes-1], qs[nb*qk8_0-1]
+	_ = qs[nb*qk8_0-1]
 	vdQ8_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], nb)
 }
 
@@ -341,14 +351,10 @@ func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
 // vdQ4_0RowsAVX2Go dots len(out) Q4_0 rows (rb bytes apart).
 func vdQ4_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
 	nb, n := len(d), len(out)
-	if n == 0 {
+	if !quantRowsReady(out, w, rb, nb, q4_0Bytes) {
 		return
 	}
-	if nb == 0 {
-		clear(out)
-		return
-	}
-	_, _ = w[(n-1)*rb+nb*q4_0Bytes-1], qs[nb*qk4_0-1]
+	_ = qs[nb*qk4_0-1]
 	vdQ4_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], nb)
 }
 
@@ -361,14 +367,10 @@ func vdQ4KAVX2Go(w []byte, qs []int8, d []float32, bs32 []int16) float32 {
 // vdQ4KRowsAVX2Go dots len(out) Q4_K rows (rb bytes apart).
 func vdQ4KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs32 []int16) {
 	nb, n := len(d), len(out)
-	if n == 0 {
+	if !quantRowsReady(out, w, rb, nb, q4KBytes) {
 		return
 	}
-	if nb == 0 {
-		clear(out)
-		return
-	}
-	_, _, _ = w[(n-1)*rb+nb*q4KBytes-1], qs[nb*qkK-1], bs32[nb*8-1]
+	_, _ = qs[nb*qkK-1], bs32[nb*8-1]
 	vdQ4KRowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], &bs32[0], nb)
 }
 
@@ -381,14 +383,10 @@ func vdQ6KAVX2Go(w []byte, qs []int8, d []float32, bs16 []int16) float32 {
 // vdQ6KRowsAVX2Go dots len(out) Q6_K rows (rb bytes apart).
 func vdQ6KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16) {
 	nb, n := len(d), len(out)
-	if n == 0 {
+	if !quantRowsReady(out, w, rb, nb, q6KBytes) {
 		return
 	}
-	if nb == 0 {
-		clear(out)
-		return
-	}
-	_, _, _ = w[(n-1)*rb+nb*q6KBytes-1], qs[nb*qkK-1], bs16[nb*16-1]
+	_, _ = qs[nb*qkK-1], bs16[nb*16-1]
 	vdQ6KRowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], &bs16[0], nb)
 }
 
