@@ -118,6 +118,43 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fastgen bench: --prompt, --decode and --reps must be ≥ 1")
 		return exitBadInput
 	}
+	ct, err := kvcache.ParseDType(*cacheType)
+	if err != nil {
+		fmt.Fprintln(stderr, "fastgen bench:", err)
+		return exitBadInput
+	}
+	// Every name is checked before anything is measured, so a typo fails
+	// in a second, not after the runs before it; a shape and type that
+	// cannot go together are skipped, so a cross product still runs the
+	// rest.
+	type run struct {
+		shape model.Shape
+		dt    tensor.DType
+	}
+	var runs []run
+	for _, sn := range strings.Split(*shapes, ",") {
+		shape, ok := model.Shapes[strings.TrimSpace(sn)]
+		if !ok {
+			fmt.Fprintf(stderr, "fastgen bench: unknown shape %q (want 15M, 110M or 1.1B)\n", sn)
+			return exitBadInput
+		}
+		for _, dn := range strings.Split(*dtypes, ",") {
+			dt, err := tensor.ParseDType(strings.TrimSpace(dn))
+			if err != nil {
+				fmt.Fprintln(stderr, "fastgen bench:", err)
+				return exitBadInput
+			}
+			if err := shape.Storable(dt); err != nil {
+				fmt.Fprintf(stderr, "fastgen bench: skipping %s %s: %v\n", shape.Name, dt, err)
+				continue
+			}
+			runs = append(runs, run{shape, dt})
+		}
+	}
+	if len(runs) == 0 {
+		fmt.Fprintln(stderr, "fastgen bench: no shape and type given can be benchmarked")
+		return exitBadInput
+	}
 	dir := *cacheDir
 	if dir == "" {
 		d, err := os.UserCacheDir()
@@ -155,53 +192,37 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%-6s %-6s %12s %12s %10s %9s %9s %9s %10s %9s\n", "shape", "dtype", "prefill t/s", "decode t/s", "GB/s", "roofline", "same-min", "+kv", "tg t/s", "tg roof")
 	}
-	for _, sn := range strings.Split(*shapes, ",") {
-		shape, ok := model.Shapes[strings.TrimSpace(sn)]
-		if !ok {
-			fmt.Fprintf(stderr, "fastgen bench: unknown shape %q (want 15M, 110M or 1.1B)\n", sn)
-			return exitBadInput
+	for _, rn := range runs {
+		shape, dt := rn.shape, rn.dt
+		r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, *noMmap, *vsFlops, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen bench:", err)
+			return exitFailure
 		}
-		for _, dn := range strings.Split(*dtypes, ",") {
-			dt, err := tensor.ParseDType(strings.TrimSpace(dn))
-			if err != nil {
-				fmt.Fprintln(stderr, "fastgen bench:", err)
-				return exitBadInput
-			}
-			ct, err := kvcache.ParseDType(*cacheType)
-			if err != nil {
-				fmt.Fprintln(stderr, "fastgen bench:", err)
-				return exitBadInput
-			}
-			r, err := benchOne(dir, shape, dt, *promptN, *decodeN, *reps, *noMmap, *vsFlops, kv, engine.Options{Threads: *threads, CacheDType: ct, BlockEntries: *kvBlock}, stderr)
-			if err != nil {
-				fmt.Fprintln(stderr, "fastgen bench:", err)
-				return exitFailure
-			}
-			// The higher of the start-up and the same-minute bandwidth: the
-			// roofline is what the memory can do, not what it did under load.
-			r.BandwidthGBs = max(bw, r.BandwidthNowGBs)
-			r.RooflinePct = 100 * r.DecodeGBs / r.BandwidthGBs
-			r.RooflineNowPct = 100 * r.DecodeGBs / r.BandwidthNowGBs
-			r.RooflineKVPct = 100 * r.DecodeTokS * float64(r.WeightBytes+r.KVReadBytes) / 1e9 / r.BandwidthGBs
-			r.TGRooflinePct = 100 * r.TGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
+		// The higher of the start-up and the same-minute bandwidth: the
+		// roofline is what the memory can do, not what it did under load.
+		r.BandwidthGBs = max(bw, r.BandwidthNowGBs)
+		r.RooflinePct = 100 * r.DecodeGBs / r.BandwidthGBs
+		r.RooflineNowPct = 100 * r.DecodeGBs / r.BandwidthNowGBs
+		r.RooflineKVPct = 100 * r.DecodeTokS * float64(r.WeightBytes+r.KVReadBytes) / 1e9 / r.BandwidthGBs
+		r.TGRooflinePct = 100 * r.TGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
+		if peak > 0 {
+			// The higher of the start-up and the after-run peak, as
+			// for the bandwidth.
+			r.PrefillGFLOPs = r.PrefillTokS * prefillFLOPs(shape, *promptN) / float64(*promptN) / 1e9
+			r.PeakGFLOPs = max(peak, r.PeakGFLOPs)
+			r.PrefillPeakPct = 100 * r.PrefillGFLOPs / r.PeakGFLOPs
+		}
+		if *asJSON {
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(stdout, string(b))
+		} else {
+			fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%% %8.1f%% %8.1f%% %10.1f %8.1f%%  kv %s pruned %.1f%% profile %.2f%%", r.Shape, r.DType, r.PrefillTokS,
+				r.DecodeTokS, r.DecodeGBs, r.RooflinePct, r.RooflineNowPct, r.RooflineKVPct, r.TGTokS, r.TGRooflinePct, r.KV, 100*r.PrunedRatio, r.ProfilePct)
 			if peak > 0 {
-				// The higher of the start-up and the after-run peak, as
-				// for the bandwidth.
-				r.PrefillGFLOPs = r.PrefillTokS * prefillFLOPs(shape, *promptN) / float64(*promptN) / 1e9
-				r.PeakGFLOPs = max(peak, r.PeakGFLOPs)
-				r.PrefillPeakPct = 100 * r.PrefillGFLOPs / r.PeakGFLOPs
+				fmt.Fprintf(stdout, "  prefill %.1f GFLOP/s = %.1f%% of peak", r.PrefillGFLOPs, r.PrefillPeakPct)
 			}
-			if *asJSON {
-				b, _ := json.Marshal(r)
-				fmt.Fprintln(stdout, string(b))
-			} else {
-				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10.1f %8.1f%% %8.1f%% %8.1f%% %10.1f %8.1f%%  kv %s pruned %.1f%% profile %.2f%%", r.Shape, r.DType, r.PrefillTokS,
-					r.DecodeTokS, r.DecodeGBs, r.RooflinePct, r.RooflineNowPct, r.RooflineKVPct, r.TGTokS, r.TGRooflinePct, r.KV, 100*r.PrunedRatio, r.ProfilePct)
-				if peak > 0 {
-					fmt.Fprintf(stdout, "  prefill %.1f GFLOP/s = %.1f%% of peak", r.PrefillGFLOPs, r.PrefillPeakPct)
-				}
-				fmt.Fprintln(stdout)
-			}
+			fmt.Fprintln(stdout)
 		}
 	}
 	return exitOK

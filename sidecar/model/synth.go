@@ -46,17 +46,27 @@ func synthVocab(n int) (tokens []string, scores []float32, types []int32) {
 	return tokens[:n], scores[:n], types[:n]
 }
 
-// Synthesize writes a GGUF llama model of the given shape with random
-// weights (normal, std 0.02, seeded) in dtype t; norms stay f32, as
-// converters write them.
-func Synthesize(path string, s Shape, t tensor.DType, seed uint64) error {
-	if s.Dim%s.Heads != 0 || s.Heads%s.KVHeads != 0 {
+// Storable reports why a model of shape s cannot be written in dtype t
+// (nil when it can): its heads must divide evenly and every row must be a
+// whole number of t's blocks.
+func (s Shape) Storable(t tensor.DType) error {
+	if s.Heads < 1 || s.KVHeads < 1 || s.Dim%s.Heads != 0 || s.Heads%s.KVHeads != 0 {
 		return fmt.Errorf("bad shape %+v", s)
 	}
 	for _, n := range []int{s.Dim, s.Hidden} {
 		if n%t.BlockSize() != 0 {
 			return fmt.Errorf("shape %s cannot be stored as %s: row length %d is not a multiple of its block size %d", s.Name, t, n, t.BlockSize())
 		}
+	}
+	return nil
+}
+
+// Synthesize writes a GGUF llama model of the given shape with random
+// weights (normal, std 0.02, seeded) in dtype t; norms stay f32, as
+// converters write them.
+func Synthesize(path string, s Shape, t tensor.DType, seed uint64) error {
+	if err := s.Storable(t); err != nil {
+		return err
 	}
 	w := gguf.NewWriter()
 	kv := func(k string, v any) {
