@@ -260,6 +260,9 @@ func matVecRows[T float32 | uint16](out []float32, k []T, d int, q []float32, sc
 	} else {
 		clear(out)
 	}
+	if v == d && scale == 1 {
+		return // MatVec's case: whole vectors, no scale, nothing to add
+	}
 	for j := range out {
 		s := out[j]
 		for i := v; i < d; i++ {
