@@ -63,7 +63,7 @@
 // hardware prefetcher to cross into its pages: KV cache blocks are separate
 // allocations. Prefetches past the end never fault. (MatVec's weight rows
 // use kernels_amd64.s's one-row stream instead: there, eight rows with the
-// next group prefetched streamed ~20% slower.)
+// next group prefetched decoded ~10% slower.)
 #define DOTROWS(LOADA, LOADB, ROWSHIFT, G0, G1, G2, G3, G4, G5, G6, G7, COLBYTES, PF) \
 	MOVQ         out+0(FP), DI \
 	MOVQ         k+8(FP), SI \

@@ -69,16 +69,17 @@ GLOBL q6kShuf<>(SB), RODATA|NOPTR, $128
 // out[j] = (row j)[:d] · q for n rows stride bytes apart, d a multiple of
 // 8, summed exactly as dotAVX2 / dotF16AVX2 / dotBF16AVX2 sum d values.
 // One row at a time, so the rows are one sequential stream, with each step
-// prefetching the lines matVecPF bytes ahead. On Zen 3 this streamed decode's F16
-// weights ~20% faster than eight rows at a time with the next group
-// prefetched (eight streams 1.5–4 KB long, prefetched 12–32 KB ahead);
-// 512 B and 1.5 KB ahead measured about the same as 1 KB, 2 KB and more
-// slower.
+// prefetching the lines matVecPF bytes ahead. On Zen 3 this decoded 110M
+// F16 ~10% faster (median of 6 pairs; tg ~17%) than eight rows at a time
+// with the next group prefetched (eight streams 1.5–4 KB long, prefetched
+// 12–32 KB ahead); 512 B and 1.5 KB ahead measured about the same as 1 KB,
+// 2 KB and more slower.
 #define matVecPF 1024
 
-// The same for the Q8_0 and Q4_K rows (vdQ8_0RowsAVX2, vdQ4KRowsAVX2),
-// which spend more instructions per byte: 2 KB ahead measured a little
-// faster than 1 KB.
+// The same for the quantized rows (vdQ8_0RowsAVX2, vdQ4_0RowsAVX2,
+// vdQ4KRowsAVX2, vdQ6KRowsAVX2), which spend more instructions per byte:
+// on Q8_0, 2 KB ahead measured a little faster than 1 KB (medians of 5,
+// 178 vs 174 tok/s), 3 KB the same as 2.
 #define q8PF 2048
 
 #define MVF32_0 VMOVUPS (SI), Y4
