@@ -18,11 +18,13 @@ type kernelSet struct {
 	vdF32  func(w []byte, x []float32) float32
 	vdF16  func(w []byte, x []float32) float32
 	vdBF16 func(w []byte, x []float32) float32
-	vdQ8_0 func(w []byte, qs []int8, d []float32) float32
+	// The Q8_0 kernels take the activation as int8 values qs, their
+	// magnitudes ax (prepared once, not once per row) and a scale per 32.
+	vdQ8_0 func(w []byte, qs []int8, ax []uint8, d []float32) float32
 	vdQ4_0 func(w []byte, qs []int8, d []float32) float32
 	// vdQ8_0Rows is vdQ8_0 over len(out) rows rb bytes apart, with
 	// results identical to one vdQ8_0 call per row.
-	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
+	vdQ8_0Rows func(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32)
 	vdQ4_0Rows func(out []float32, w []byte, rb int, qs []int8, d []float32)
 	vdQ4K      func(w []byte, qs []int8, d []float32, bs32 []int16) float32
 	// vdQ4_0Rows, vdQ4KRows and vdQ6KRows are vdQ4_0, vdQ4K and vdQ6K
@@ -37,6 +39,10 @@ type kernelSet struct {
 	gemmAcc func(w []float32, ws int, x []float32, xs int, k int, out []float32, os int)
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
+	// quantAct rounds activations to int8 in blocks of bs (32 or 256)
+	// with a symmetric scale each (quantizeActBlock): qs, their magnitudes
+	// ax, one scale per block in d.
+	quantAct func(x []float32, qs []int8, ax []uint8, d []float32, bs int)
 
 	// Attention over a block of cached rows (attn.go); next is the block
 	// the caller reads after it, prefetched meanwhile where that pays.
@@ -84,6 +90,7 @@ var genericKernels = kernelSet{
 	vdQ6K:      vdQ6KGo,
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
+	quantAct:   quantActGo,
 
 	dotRows:      dotRowsGo,
 	dotRowsF16:   dotRowsF16Go,
@@ -131,9 +138,9 @@ func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32
 	}
 }
 
-func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, d []float32) {
+func vdQ8_0RowsGo(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
 	for r := range out {
-		out[r] = vdQ8_0Go(w[r*rb:], qs, d)
+		out[r] = vdQ8_0Go(w[r*rb:], qs, ax, d)
 	}
 }
 

@@ -46,10 +46,7 @@ func f16ToF32sAVX2(dst *float32, src *uint16, n int)
 func f32ToF16sAVX2(dst *uint16, src *float32, n int)
 
 //go:noescape
-func vdQ8_0AVX2(w *byte, qs *int8, d *float32, nb int) float32
-
-//go:noescape
-func vdQ8_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb int)
+func vdQ8_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, ax *uint8, d *float32, nb int, f16 *float32)
 
 //go:noescape
 func vdQ4_0RowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, nb int)
@@ -65,6 +62,9 @@ func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32,
 
 //go:noescape
 func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func quantActAVX2(x *float32, qs *int8, ax *uint8, d *float32, nb, bs int)
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
@@ -95,6 +95,7 @@ var avx2Kernels = kernelSet{
 	vdQ6K:      vdQ6KAVX2Go,
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
+	quantAct:   quantActAVX2Go,
 
 	dotRows:      dotRowsAVX2Go,
 	dotRowsF16:   dotRowsF16AVX2Go,
@@ -310,13 +311,21 @@ func vdBF16AVX2(w []byte, x []float32) float32 {
 	return dotBF16AVX2Go(unsafe.Slice((*uint16)(unsafe.Pointer(&w[0])), len(x)), x)
 }
 
-func vdQ8_0AVX2Go(w []byte, qs []int8, d []float32) float32 {
-	nb := len(d)
-	if nb == 0 {
-		return 0
+func vdQ8_0AVX2Go(w []byte, qs []int8, ax []uint8, d []float32) float32 {
+	var out [1]float32
+	vdQ8_0RowsAVX2Go(out[:], w, 0, qs, ax, d)
+	return out[0]
+}
+
+// quantActAVX2Go is quantAct (dispatch.go) in whole blocks of 32 or more.
+func quantActAVX2Go(x []float32, qs []int8, ax []uint8, d []float32, bs int) {
+	nb := len(x) / bs
+	if nb == 0 || bs%32 != 0 {
+		quantActGo(x, qs, ax, d, bs)
+		return
 	}
-	_, _ = w[nb*q8_0Bytes-1], qs[nb*qk8_0-1]
-	return vdQ8_0AVX2(&w[0], &qs[0], &d[0], nb)
+	_, _, _ = qs[nb*bs-1], ax[nb*bs-1], d[nb-1]
+	quantActAVX2(&x[0], &qs[0], &ax[0], &d[0], nb, bs)
 }
 
 // quantRowsReady reports whether a quantized rows kernel has work: out is
@@ -336,13 +345,13 @@ func quantRowsReady(out []float32, w []byte, rb, nb, blockBytes int) bool {
 
 // vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart), each result
 // bit-identical to vdQ8_0AVX2Go on that row.
-func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32) {
+func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
 	nb, n := len(d), len(out)
 	if !quantRowsReady(out, w, rb, nb, q8_0Bytes) {
 		return
 	}
-	_ = qs[nb*qk8_0-1]
-	vdQ8_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], nb)
+	_, _ = qs[nb*qk8_0-1], ax[nb*qk8_0-1]
+	vdQ8_0RowsAVX2(&out[0], &w[0], n, rb, &qs[0], &ax[0], &d[0], nb, &f16Table[0])
 }
 
 func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {

@@ -47,14 +47,16 @@ func (p *Pool) prepareActivations(w *Matrix, x []float32, n int) {
 	switch w.Type {
 	case Q8_0, Q4_0:
 		a.qs = grow(a.qs, total)
+		a.ax = grow(a.ax, total)
 		a.d = grow(a.d, total/qk8_0)
-		quantizeActQ8_0(x[:total], a.qs, a.d)
+		quantizeActQ8_0(x[:total], a.qs, a.ax, a.d)
 	case Q4_K, Q6_K:
 		a.qs = grow(a.qs, total)
+		a.ax = grow(a.ax, total)
 		a.d = grow(a.d, total/qkK)
 		a.bs16 = grow(a.bs16, total/16)
 		a.bs32 = grow(a.bs32, total/32)
-		quantizeActQ8K(x[:total], a.qs, a.d, a.bs16, a.bs32)
+		quantizeActQ8K(x[:total], a.qs, a.ax, a.d, a.bs16, a.bs32)
 	}
 }
 
@@ -71,7 +73,7 @@ func (p *Pool) rowDot(k *kernelSet, t DType, row []byte, x []float32, cols, j in
 		return k.vdBF16(row, x[j*cols:(j+1)*cols])
 	case Q8_0:
 		nb := cols / qk8_0
-		return k.vdQ8_0(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb])
+		return k.vdQ8_0(row, a.qs[j*cols:(j+1)*cols], a.ax[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb])
 	case Q4_0:
 		nb := cols / qk4_0
 		return k.vdQ4_0(row, a.qs[j*cols:(j+1)*cols], a.d[j*nb:(j+1)*nb])
@@ -137,7 +139,7 @@ func (t *matVecTask) rows(w *Matrix, out []float32, lo, hi int) {
 				return
 			}
 		case Q8_0:
-			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
+			k.vdQ8_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.ax[:w.Cols], t.p.act.d[:w.Cols/qk8_0])
 			return
 		case Q4_0:
 			k.vdQ4_0Rows(out[lo:hi], w.Data[lo*rb:hi*rb], rb, t.p.act.qs[:w.Cols], t.p.act.d[:w.Cols/qk4_0])

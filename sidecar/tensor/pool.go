@@ -199,6 +199,7 @@ type workerScratch struct {
 // actScratch holds activations quantized for integer dot products.
 type actScratch struct {
 	qs   []int8
+	ax   []uint8 // |qs|
 	d    []float32
 	bs16 []int16
 	bs32 []int16

@@ -678,7 +678,7 @@ func TestQuantRows(t *testing.T) {
 		for _, c := range []struct {
 			dt     DType
 			blocks []int
-		}{{Q8_0, []int{1, 2, 3, 24}}, {Q4_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}, {Q6_K, []int{1, 2, 3}}} {
+		}{{Q8_0, []int{1, 2, 3, 4, 5, 6, 7, 24}}, {Q4_0, []int{1, 2, 3, 24}}, {Q4_K, []int{1, 2, 3}}, {Q6_K, []int{1, 2, 3}}} {
 			for _, blocks := range c.blocks {
 				cols := blocks * c.dt.BlockSize()
 				for _, rows := range []int{1, 2, 3, 4, 5, 6, 7, 9, 11, 13} {
@@ -691,9 +691,9 @@ func TestQuantRows(t *testing.T) {
 					var one func(row []byte) float32
 					switch c.dt {
 					case Q8_0:
-						qs, d := a.qs[:cols], a.d[:blocks]
-						k.vdQ8_0Rows(got, m.Data, rb, qs, d)
-						one = func(row []byte) float32 { return k.vdQ8_0(row, qs, d) }
+						qs, ax, d := a.qs[:cols], a.ax[:cols], a.d[:blocks]
+						k.vdQ8_0Rows(got, m.Data, rb, qs, ax, d)
+						one = func(row []byte) float32 { return k.vdQ8_0(row, qs, ax, d) }
 					case Q4_0:
 						qs, d := a.qs[:cols], a.d[:blocks]
 						k.vdQ4_0Rows(got, m.Data, rb, qs, d)
@@ -771,4 +771,70 @@ func TestMatVecRowKernels(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestQuantAct checks the activation quantizer: on every path each value
+// is the float64 reference's round(x·127/amax) (or one off where x·id sits
+// on a rounding boundary in float32), and the vector path's int8 values,
+// magnitudes and scales are bit for bit the portable ones, on blocks of 32
+// and 256 including an all-zero block, exact halves and mixed magnitudes.
+func TestQuantAct(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, bs := range []int{32, 256} {
+		for _, nb := range []int{1, 2, 3, 8} {
+			x := randVec(r, nb*bs)
+			for i := range x {
+				x[i] *= float32(math.Pow(10, float64(r.IntN(7)-3)))
+			}
+			clear(x[:bs]) // an all-zero block
+			if nb > 1 {
+				// Values whose x·id lands on .5: 127·k/254 against amax 1.
+				for i := range bs {
+					x[bs+i] = float32(i-bs/2) / 254
+				}
+				x[bs] = 1
+			}
+			var want struct {
+				qs []int8
+				ax []uint8
+				d  []float32
+			}
+			forEachPath(t, func(t *testing.T) {
+				qs, ax, d := make([]int8, len(x)), make([]uint8, len(x)), make([]float32, nb)
+				kern.quantAct(x, qs, ax, d, bs)
+				for b := range nb {
+					var amax float64
+					for _, v := range x[b*bs : (b+1)*bs] {
+						amax = math.Max(amax, math.Abs(float64(v)))
+					}
+					if math.Abs(float64(d[b])-amax/127) > amax/127*1e-6 {
+						t.Fatalf("bs %d block %d: scale %g, want %g", bs, b, d[b], amax/127)
+					}
+					for i := b * bs; i < (b+1)*bs; i++ {
+						ref := 0.0
+						if amax > 0 {
+							ref = float64(x[i]) * 127 / amax
+						}
+						if math.Abs(float64(qs[i])-ref) > 0.5+1e-4 || int(ax[i]) != max(int(qs[i]), -int(qs[i])) {
+							t.Fatalf("bs %d value %d (%g): q %d |q| %d, want %.4f", bs, i, x[i], qs[i], ax[i], ref)
+						}
+					}
+				}
+				if want.qs == nil {
+					want.qs, want.ax, want.d = qs, ax, d
+					return
+				}
+				for i := range qs {
+					if qs[i] != want.qs[i] || ax[i] != want.ax[i] {
+						t.Fatalf("bs %d value %d: %s gives %d/%d, generic %d/%d", bs, i, KernelName(), qs[i], ax[i], want.qs[i], want.ax[i])
+					}
+				}
+				for b := range d {
+					if math.Float32bits(d[b]) != math.Float32bits(want.d[b]) {
+						t.Fatalf("bs %d block %d: %s scale %g, generic %g", bs, b, KernelName(), d[b], want.d[b])
+					}
+				}
+			})
+		}
+	}
 }

@@ -11,10 +11,19 @@ import (
 // Q8_0 rounds its scale to f16; the extra precision here is free) and carry
 // the per-sub-block sums the k-quant kernels need for their offsets.
 
-// quantizeActQ8_0 fills qs (len(x) int8) and d (len(x)/32 scales).
-func quantizeActQ8_0(x []float32, qs []int8, d []float32) {
-	for b := range len(x) / qk8_0 {
-		d[b] = quantizeActBlock(x[b*qk8_0:(b+1)*qk8_0], qs[b*qk8_0:(b+1)*qk8_0])
+// quantizeActQ8_0 fills qs (len(x) int8), ax (their magnitudes, for the
+// Q8_0 kernels) and d (len(x)/32 scales).
+func quantizeActQ8_0(x []float32, qs []int8, ax []uint8, d []float32) {
+	kern.quantAct(x, qs, ax, d, qk8_0)
+}
+
+// quantActGo is the portable quantAct.
+func quantActGo(x []float32, qs []int8, ax []uint8, d []float32, bs int) {
+	for b := range len(x) / bs {
+		d[b] = quantizeActBlock(x[b*bs:(b+1)*bs], qs[b*bs:(b+1)*bs])
+	}
+	for i, v := range qs[:len(x)/bs*bs] {
+		ax[i] = uint8(max(v, -v))
 	}
 }
 
@@ -28,23 +37,21 @@ func quantizeActBlock(xs []float32, q []int8) float32 {
 	return s
 }
 
-// quantizeActQ8K fills the Q8_K activation: int8 values, one float32 scale
-// per 256, and int16 sums per 16 (bs16, for Q6_K's −32 offset) and per 32
-// (bs32, for Q4_K's mins).
-func quantizeActQ8K(x []float32, qs []int8, d []float32, bs16, bs32 []int16) {
-	for b := range len(x) / qkK {
-		q := qs[b*qkK : (b+1)*qkK]
-		d[b] = quantizeActBlock(x[b*qkK:(b+1)*qkK], q)
-		for g := range qkK / 16 {
-			var sum int16
-			for _, v := range q[16*g : 16*g+16] {
-				sum += int16(v)
-			}
-			bs16[b*16+g] = sum
+// quantizeActQ8K fills the Q8_K activation: int8 values (and their
+// magnitudes, unused by the K kernels), one float32 scale per 256, and
+// int16 sums per 16 (bs16, for Q6_K's −32 offset) and per 32 (bs32, for
+// Q4_K's mins).
+func quantizeActQ8K(x []float32, qs []int8, ax []uint8, d []float32, bs16, bs32 []int16) {
+	kern.quantAct(x, qs, ax, d, qkK)
+	for g := range len(x) / qkK * 16 {
+		var sum int16
+		for _, v := range qs[16*g : 16*g+16] {
+			sum += int16(v)
 		}
-		for g := range qkK / 32 {
-			bs32[b*8+g] = bs16[b*16+2*g] + bs16[b*16+2*g+1]
-		}
+		bs16[g] = sum
+	}
+	for g := range len(x) / qkK * 8 {
+		bs32[g] = bs16[2*g] + bs16[2*g+1]
 	}
 }
 
@@ -151,7 +158,9 @@ func vdBF16Go(w []byte, x []float32) float32 {
 	return s0 + s1
 }
 
-func vdQ8_0Go(w []byte, qs []int8, d []float32) float32 {
+// vdQ8_0Go ignores ax: the magnitudes only spare the vector kernel a
+// sign operation per block and row.
+func vdQ8_0Go(w []byte, qs []int8, _ []uint8, d []float32) float32 {
 	var sum float32
 	for b := range d {
 		blk := w[b*q8_0Bytes : (b+1)*q8_0Bytes]
