@@ -188,7 +188,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if !*asJSON {
 		fmt.Fprintf(stdout, "read bandwidth: %.1f GB/s on %d threads (%s)\n", bw, nThreads, tensor.KernelName())
 		if peak > 0 {
-			fmt.Fprintf(stdout, "FMA peak: %.1f GFLOP/s (MatMul micro-kernel, L1-resident)\n", peak)
+			fmt.Fprintf(stdout, "FMA peak: %.1f GFLOP/s (independent FMAs on registers)\n", peak)
 		}
 		fmt.Fprintf(stdout, "%-6s %-6s %12s %12s %10s %9s %9s %9s %10s %9s\n", "shape", "dtype", "prefill t/s", "decode t/s", "GB/s", "roofline", "same-min", "+kv", "tg t/s", "tg roof")
 	}

@@ -43,6 +43,9 @@ type kernelSet struct {
 	// with a symmetric scale each (quantizeActBlock): qs, their magnitudes
 	// ax, one scale per block in d.
 	quantAct func(x []float32, qs []int8, ax []uint8, d []float32, bs int)
+	// fmaPeak runs n rounds of independent multiply-adds on registers and
+	// returns the flops done (MeasureFLOPS).
+	fmaPeak func(n int) float64
 
 	// Attention over a block of cached rows (attn.go); next is the block
 	// the caller reads after it, prefetched meanwhile where that pays.
@@ -91,6 +94,7 @@ var genericKernels = kernelSet{
 	gemmAcc:    gemm4x3accGo,
 	deqQ8_0:    dequantQ8_0Go,
 	quantAct:   quantActGo,
+	fmaPeak:    fmaPeakGo,
 
 	dotRows:      dotRowsGo,
 	dotRowsF16:   dotRowsF16Go,

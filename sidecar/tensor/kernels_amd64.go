@@ -63,6 +63,8 @@ func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32,
 //go:noescape
 func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
 
+func fmaLoopAVX2(n int)
+
 //go:noescape
 func quantActAVX2(x *float32, qs *int8, ax *uint8, d *float32, nb, bs int)
 
@@ -96,6 +98,7 @@ var avx2Kernels = kernelSet{
 	gemmAcc:    gemm4x3accAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
 	quantAct:   quantActAVX2Go,
+	fmaPeak:    fmaPeakAVX2,
 
 	dotRows:      dotRowsAVX2Go,
 	dotRowsF16:   dotRowsF16AVX2Go,
@@ -315,6 +318,12 @@ func vdQ8_0AVX2Go(w []byte, qs []int8, ax []uint8, d []float32) float32 {
 	var out [1]float32
 	vdQ8_0RowsAVX2Go(out[:], w, 0, qs, ax, d)
 	return out[0]
+}
+
+// fmaPeakAVX2 runs n rounds of 12 eight-lane FMAs.
+func fmaPeakAVX2(n int) float64 {
+	fmaLoopAVX2(n)
+	return float64(n) * 12 * 8 * 2
 }
 
 // quantActAVX2Go is quantAct (dispatch.go) in whole blocks of 32 or more.

@@ -638,6 +638,20 @@ func TestBandwidth(t *testing.T) {
 	}
 }
 
+// TestMeasureFLOPS: every worker's flops are counted once, on both paths.
+func TestMeasureFLOPS(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	forEachPath(t, func(t *testing.T) {
+		if f := kern.fmaPeak(10); f != 10*kern.fmaPeak(1) || f <= 0 {
+			t.Errorf("fmaPeak(10) = %g flops, fmaPeak(1) = %g", f, kern.fmaPeak(1))
+		}
+		if g := MeasureFLOPS(p, 2); g <= 0 || math.IsInf(g, 0) || math.IsNaN(g) {
+			t.Errorf("MeasureFLOPS = %g", g)
+		}
+	})
+}
+
 func ExampleMatVec() {
 	p := NewPool(2)
 	defer p.Close()
