@@ -33,10 +33,13 @@ type kernelSet struct {
 	vdQ6K     func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 	vdQ6KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16)
 
-	// gemmAcc adds the 4×3 block of dot products between 4 rows of w
-	// (stride ws) and 3 rows of x (stride xs) over k elements, k a multiple
-	// of 8, into out: out[j*os+i] += Σ w[i]·x[j].
-	gemmAcc func(w []float32, ws int, x []float32, xs int, k int, out []float32, os int)
+	// gemm6x16 adds a 6×16 block of products into c: c[j*cs+i] +=
+	// Σ_kk x[j*xs+kk]·wp[kk*16+i], six activation rows (xs apart) against
+	// a panel of 16 weight rows packed k-major (MatMul).
+	gemm6x16 func(wp []float32, k int, x []float32, xs int, c []float32, cs int)
+	// packPanel writes gemm6x16's panel from 16 row-major weight rows ss
+	// apart: panel[kk*16+i] = src[i*ss+kk] for kk < k.
+	packPanel func(panel, src []float32, ss, k int)
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
 	// quantAct rounds activations to int8 in blocks of bs (32 or 256)
@@ -91,7 +94,8 @@ var genericKernels = kernelSet{
 	vdQ4KRows:  vdQ4KRowsGo,
 	vdQ6KRows:  vdQ6KRowsGo,
 	vdQ6K:      vdQ6KGo,
-	gemmAcc:    gemm4x3accGo,
+	gemm6x16:   gemm6x16Go,
+	packPanel:  packPanelGo,
 	deqQ8_0:    dequantQ8_0Go,
 	quantAct:   quantActGo,
 	fmaPeak:    fmaPeakGo,
@@ -133,11 +137,24 @@ func SetGeneric(on bool) {
 // KernelName names the kernel set in use, e.g. "avx2" or "generic".
 func KernelName() string { return kern.name }
 
-func gemm4x3accGo(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {
-	for i := range 4 {
-		wr := w[i*ws : i*ws+k]
-		for j := range 3 {
-			out[j*os+i] += dotGo(wr, x[j*xs:j*xs+k])
+func packPanelGo(panel, src []float32, ss, k int) { packPanelCols(panel, src, ss, 0, k) }
+
+// packPanelCols packs columns [k0, k) of the panel.
+func packPanelCols(panel, src []float32, ss, k0, k int) {
+	for i := range 16 {
+		for kk, v := range src[i*ss+k0 : i*ss+k] {
+			panel[(k0+kk)*16+i] = v
+		}
+	}
+}
+
+func gemm6x16Go(wp []float32, k int, x []float32, xs int, c []float32, cs int) {
+	for j := range 6 {
+		xj, cj := x[j*xs:j*xs+k], c[j*cs:j*cs+16]
+		for kk, v := range xj {
+			for i, w := range wp[kk*16 : kk*16+16] {
+				cj[i] += v * w
+			}
 		}
 	}
 }

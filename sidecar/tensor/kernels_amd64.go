@@ -58,7 +58,10 @@ func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 
 func vdQ6KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs16 *int16, nb int)
 
 //go:noescape
-func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
+func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
+
+//go:noescape
+func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int)
 
 //go:noescape
 func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
@@ -95,7 +98,8 @@ var avx2Kernels = kernelSet{
 	vdQ4KRows:  vdQ4KRowsAVX2Go,
 	vdQ6KRows:  vdQ6KRowsAVX2Go,
 	vdQ6K:      vdQ6KAVX2Go,
-	gemmAcc:    gemm4x3accAVX2Go,
+	gemm6x16:   gemm6x16AVX2Go,
+	packPanel:  packPanelAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
 	quantAct:   quantActAVX2Go,
 	fmaPeak:    fmaPeakAVX2,
@@ -411,13 +415,23 @@ func vdQ6KRowsAVX2Go(out []float32, w []byte, rb int, qs []int8, d []float32, bs
 	vdQ6KRowsAVX2(&out[0], &w[0], n, rb, &qs[0], &d[0], &bs16[0], nb)
 }
 
-func gemm4x3accAVX2Go(w []float32, ws int, x []float32, xs int, k int, out []float32, os int) {
-	if k <= 0 || k%8 != 0 {
-		gemm4x3accGo(w, ws, x, xs, k, out, os)
+// packPanelAVX2Go is packPanel: whole groups of 8 columns in assembly, the
+// rest in Go.
+func packPanelAVX2Go(panel, src []float32, ss, k int) {
+	k8 := k / 8
+	if k8 > 0 {
+		_, _ = panel[16*k-1], src[15*ss+k-1]
+		packPanelAVX2(&panel[0], &src[0], ss, k8)
+	}
+	packPanelCols(panel, src, ss, 8*k8, k)
+}
+
+func gemm6x16AVX2Go(wp []float32, k int, x []float32, xs int, c []float32, cs int) {
+	if k == 0 {
 		return
 	}
-	_, _, _ = w[3*ws+k-1], x[2*xs+k-1], out[2*os+3]
-	gemm4x3accAVX2(&w[0], ws, &x[0], xs, k, &out[0], os)
+	_, _, _ = wp[16*k-1], x[5*xs+k-1], c[5*cs+15]
+	gemm6x16AVX2(&wp[0], k, &x[0], xs, &c[0], cs)
 }
 
 func dequantQ8_0AVX2Go(dst []float32, src []byte) {

@@ -847,79 +847,166 @@ q6kdone:
 	VZEROUPPER
 	RET
 
-// Horizontal sum of accumulator Y into out element OFF(BASE), added.
-#define GACC(Y, X, OFF, BASE) \
-	VEXTRACTF128 $1, Y, X12 \
-	VADDPS       X12, X, X12 \
-	VHADDPS      X12, X12, X12 \
-	VHADDPS      X12, X12, X12 \
-	VADDSS       OFF(BASE), X12, X12 \
-	VMOVSS       X12, OFF(BASE)
+// One k step of gemm6x16AVX2 at byte offset OFF: the panel's 16 values
+// for this k (Y12, Y13) times each of the six activations' value at k,
+// broadcast (Y14/Y15 alternate so consecutive rows do not wait on one
+// register), into Y0–Y11.
+#define G6STEP(OFF) \
+	VMOVUPS      (OFF*16)(SI), Y12 \
+	VMOVUPS      (OFF*16+32)(SI), Y13 \
+	VBROADCASTSS OFF(R8)(AX*1), Y14 \
+	VFMADD231PS  Y14, Y12, Y0 \
+	VFMADD231PS  Y14, Y13, Y1 \
+	VBROADCASTSS OFF(R10)(AX*1), Y15 \
+	VFMADD231PS  Y15, Y12, Y2 \
+	VFMADD231PS  Y15, Y13, Y3 \
+	VBROADCASTSS OFF(R11)(AX*1), Y14 \
+	VFMADD231PS  Y14, Y12, Y4 \
+	VFMADD231PS  Y14, Y13, Y5 \
+	VBROADCASTSS OFF(R12)(AX*1), Y15 \
+	VFMADD231PS  Y15, Y12, Y6 \
+	VFMADD231PS  Y15, Y13, Y7 \
+	VBROADCASTSS OFF(R13)(AX*1), Y14 \
+	VFMADD231PS  Y14, Y12, Y8 \
+	VFMADD231PS  Y14, Y13, Y9 \
+	VBROADCASTSS OFF(R14)(AX*1), Y15 \
+	VFMADD231PS  Y15, Y12, Y10 \
+	VFMADD231PS  Y15, Y13, Y11
 
-// func gemm4x3accAVX2(w *float32, ws int, x *float32, xs int, k int, out *float32, os int)
-// gemm4x3AVX2's block, added straight into out: element (i, j) of the
-// block goes to out[j*os+i], which saves MatMul a Go epilogue per block.
-TEXT ·gemm4x3accAVX2(SB), NOSPLIT, $0-56
-	MOVQ   w+0(FP), SI
-	MOVQ   ws+8(FP), R9
-	SHLQ   $2, R9
-	LEAQ   (SI)(R9*1), R10
-	LEAQ   (R10)(R9*1), R11
-	LEAQ   (R11)(R9*1), R12
-	MOVQ   x+16(FP), DI
-	MOVQ   xs+24(FP), R13
-	SHLQ   $2, R13
-	LEAQ   (DI)(R13*1), R14
-	LEAQ   (R14)(R13*1), R15
-	MOVQ   k+32(FP), DX
-	SHLQ   $2, DX
-	XORQ   BX, BX
+// c[j·cs : j·cs+16] += Yacc pair (row j of the block).
+#define G6STORE(YA, YB) \
+	VADDPS  (DI), YA, YA \
+	VMOVUPS YA, (DI) \
+	VADDPS  32(DI), YB, YB \
+	VMOVUPS YB, 32(DI) \
+	ADDQ    R9, DI
 
+// func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int)
+//
+// c[j*cs+i] += Σ_kk x[j*xs+kk] · wp[kk*16+i] for j < 6, i < 16, kk < k:
+// six activation rows against a packed panel of 16 weight rows (k-major,
+// 16 values per k). The broadcast form keeps the 6×16 block in twelve
+// accumulators for the whole k range, so unlike a dot-product kernel there
+// is no horizontal sum at all, and each k costs 2 panel loads and 6
+// broadcasts per 12 FMAs.
+TEXT ·gemm6x16AVX2(SB), NOSPLIT, $0-48
+	MOVQ wp+0(FP), SI
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), R8
+	MOVQ xs+24(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R9*1), R10
+	LEAQ (R10)(R9*1), R11
+	LEAQ (R11)(R9*1), R12
+	LEAQ (R12)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	XORQ AX, AX
 	ZERO4(Y0, Y1, Y2, Y3)
 	ZERO4(Y4, Y5, Y6, Y7)
 	ZERO4(Y8, Y9, Y10, Y11)
 
-gaccloop:
-	VMOVUPS (DI)(BX*1), Y12
-	VMOVUPS (R14)(BX*1), Y13
-	VMOVUPS (R15)(BX*1), Y14
-	VMOVUPS     (SI)(BX*1), Y15
-	VFMADD231PS Y12, Y15, Y0
-	VFMADD231PS Y13, Y15, Y1
-	VFMADD231PS Y14, Y15, Y2
-	VMOVUPS     (R10)(BX*1), Y15
-	VFMADD231PS Y12, Y15, Y3
-	VFMADD231PS Y13, Y15, Y4
-	VFMADD231PS Y14, Y15, Y5
-	VMOVUPS     (R11)(BX*1), Y15
-	VFMADD231PS Y12, Y15, Y6
-	VFMADD231PS Y13, Y15, Y7
-	VFMADD231PS Y14, Y15, Y8
-	VMOVUPS     (R12)(BX*1), Y15
-	VFMADD231PS Y12, Y15, Y9
-	VFMADD231PS Y13, Y15, Y10
-	VFMADD231PS Y14, Y15, Y11
-	ADDQ $32, BX
-	CMPQ BX, DX
-	JL   gaccloop
+g6two:
+	CMPQ CX, $2
+	JL   g6one
+	G6STEP(0)
+	G6STEP(4)
+	ADDQ $128, SI
+	ADDQ $8, AX
+	SUBQ $2, CX
+	JMP  g6two
 
-	MOVQ out+40(FP), DI
-	MOVQ os+48(FP), R9
+g6one:
+	TESTQ CX, CX
+	JZ    g6store
+	G6STEP(0)
+
+g6store:
+	MOVQ c+32(FP), DI
+	MOVQ cs+40(FP), R9
 	SHLQ $2, R9
-	LEAQ (DI)(R9*1), R10
-	LEAQ (R10)(R9*1), R11
-	GACC(Y0, X0, 0, DI)
-	GACC(Y1, X1, 0, R10)
-	GACC(Y2, X2, 0, R11)
-	GACC(Y3, X3, 4, DI)
-	GACC(Y4, X4, 4, R10)
-	GACC(Y5, X5, 4, R11)
-	GACC(Y6, X6, 8, DI)
-	GACC(Y7, X7, 8, R10)
-	GACC(Y8, X8, 8, R11)
-	GACC(Y9, X9, 12, DI)
-	GACC(Y10, X10, 12, R10)
-	GACC(Y11, X11, 12, R11)
+	G6STORE(Y0, Y1)
+	G6STORE(Y2, Y3)
+	G6STORE(Y4, Y5)
+	G6STORE(Y6, Y7)
+	G6STORE(Y8, Y9)
+	G6STORE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+// Transposes the 8×8 block of floats at BASE (rows ss bytes apart: R8 =
+// ss, R9 = 3ss, R10 = 5ss, R11 = 6ss, R12 = 7ss) into eight 8-value
+// columns stored 64 bytes apart from OFF(DI): unpack pairs, shuffle quads,
+// then swap 128-bit halves.
+#define TRANSPOSE8(BASE, OFF) \
+	VMOVUPS    (BASE), Y0 \
+	VMOVUPS    (BASE)(R8*1), Y1 \
+	VMOVUPS    (BASE)(R8*2), Y2 \
+	VMOVUPS    (BASE)(R9*1), Y3 \
+	VMOVUPS    (BASE)(R8*4), Y4 \
+	VMOVUPS    (BASE)(R10*1), Y5 \
+	VMOVUPS    (BASE)(R11*1), Y6 \
+	VMOVUPS    (BASE)(R12*1), Y7 \
+	VUNPCKLPS  Y1, Y0, Y8 \
+	VUNPCKHPS  Y1, Y0, Y9 \
+	VUNPCKLPS  Y3, Y2, Y10 \
+	VUNPCKHPS  Y3, Y2, Y11 \
+	VUNPCKLPS  Y5, Y4, Y12 \
+	VUNPCKHPS  Y5, Y4, Y13 \
+	VUNPCKLPS  Y7, Y6, Y14 \
+	VUNPCKHPS  Y7, Y6, Y15 \
+	VSHUFPS    $0x44, Y10, Y8, Y0 \
+	VSHUFPS    $0xee, Y10, Y8, Y1 \
+	VSHUFPS    $0x44, Y11, Y9, Y2 \
+	VSHUFPS    $0xee, Y11, Y9, Y3 \
+	VSHUFPS    $0x44, Y14, Y12, Y4 \
+	VSHUFPS    $0xee, Y14, Y12, Y5 \
+	VSHUFPS    $0x44, Y15, Y13, Y6 \
+	VSHUFPS    $0xee, Y15, Y13, Y7 \
+	VPERM2F128 $0x20, Y4, Y0, Y8 \
+	VPERM2F128 $0x20, Y5, Y1, Y9 \
+	VPERM2F128 $0x20, Y6, Y2, Y10 \
+	VPERM2F128 $0x20, Y7, Y3, Y11 \
+	VPERM2F128 $0x31, Y4, Y0, Y12 \
+	VPERM2F128 $0x31, Y5, Y1, Y13 \
+	VPERM2F128 $0x31, Y6, Y2, Y14 \
+	VPERM2F128 $0x31, Y7, Y3, Y15 \
+	VMOVUPS    Y8, (OFF)(DI) \
+	VMOVUPS    Y9, (OFF+64)(DI) \
+	VMOVUPS    Y10, (OFF+128)(DI) \
+	VMOVUPS    Y11, (OFF+192)(DI) \
+	VMOVUPS    Y12, (OFF+256)(DI) \
+	VMOVUPS    Y13, (OFF+320)(DI) \
+	VMOVUPS    Y14, (OFF+384)(DI) \
+	VMOVUPS    Y15, (OFF+448)(DI)
+
+// func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
+//
+// panel[kk*16+i] = src[i*ss+kk] for 16 rows i and kk < 8·k8: gemm6x16's
+// k-major panel from row-major weights, two 8×8 transposes per 8 columns.
+TEXT ·packPanelAVX2(SB), NOSPLIT, $0-32
+	MOVQ panel+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ss+16(FP), R8
+	SHLQ $2, R8
+	MOVQ k8+24(FP), CX
+	LEAQ (R8)(R8*2), R9
+	LEAQ (R8)(R8*4), R10
+	LEAQ (R9)(R9*1), R11
+	LEAQ (R11)(R8*1), R12
+	LEAQ (SI)(R8*8), R13
+
+packloop:
+	TESTQ CX, CX
+	JZ    packdone
+	TRANSPOSE8(SI, 0)
+	TRANSPOSE8(R13, 32)
+	ADDQ  $32, SI
+	ADDQ  $32, R13
+	ADDQ  $512, DI
+	DECQ  CX
+	JMP   packloop
+
+packdone:
 	VZEROUPPER
 	RET
 

@@ -220,13 +220,14 @@ func (p *Pool) matVec(outs [maxMatVecs][]float32, ws [maxMatVecs]*Matrix, nw int
 
 func r0(r, rb int) int { return r * rb }
 
-// MatMul tile geometry: a worker dequantizes a tile of mmTileRows weight
-// rows × mmTileK columns into float32 (32 KiB, resident in L1/L2) and reuses
-// it for every activation row, 4 weight rows × 3 activation rows at a time
-// in registers.
+// MatMul tile geometry: a worker dequantizes mmTileRows weight rows ×
+// mmTileK columns into a float32 panel packed k-major (32 KiB, resident in
+// L1/L2) and reuses it for every activation row, six rows at a time against
+// all 16 weight rows in registers (gemm6x16).
 const (
-	mmTileRows = 16
-	mmTileK    = 512 // a multiple of every block size
+	mmTileRows = 16 // gemm6x16's panel width
+	mmGroup    = 6  // gemm6x16's activation rows
+	mmTileK    = 512
 	// Below this batch the dequantization of a tile costs more than it
 	// saves; small batches use the integer row kernels instead.
 	mmMinBatch = 4
@@ -246,10 +247,13 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 	rows, cols, n := w.Rows, w.Cols, t.n
 	rb := w.Type.RowBytes(cols)
 	ws := &t.p.work[worker]
-	if len(ws.tile) < mmTileRows*mmTileK {
+	if len(ws.panel) < mmTileRows*mmTileK {
 		ws.tile = make([]float32, mmTileRows*mmTileK)
+		ws.panel = make([]float32, mmTileRows*mmTileK)
+		ws.xpad = make([]float32, mmGroup*mmTileK)
+		ws.block = make([]float32, mmGroup*mmTileRows)
 	}
-	wt := ws.tile
+	panel := ws.panel
 	for tile := lo; tile < hi; tile++ {
 		r0 := tile * mmTileRows
 		mr := min(mmTileRows, rows-r0)
@@ -259,31 +263,40 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 		for kc := 0; kc < cols; kc += mmTileK {
 			kl := min(mmTileK, cols-kc)
 			b0, b1 := w.Type.RowBytes(kc), w.Type.RowBytes(kc+kl)
-			for i := range mr {
+			for i := range mmTileRows {
+				wt := ws.tile[i*mmTileK : i*mmTileK+kl]
+				if i >= mr {
+					clear(wt) // the missing rows multiply as zeros
+					continue
+				}
 				row := w.Data[(r0+i)*rb : (r0+i+1)*rb]
-				dequantTile(k, w.Type, row[b0:b1], wt[i*mmTileK:i*mmTileK+kl])
+				dequantTile(k, w.Type, row[b0:b1], wt)
 			}
-			k8 := kl &^ 7
-			for j0 := 0; j0 < n; j0 += 3 {
-				nr := min(3, n-j0)
-				for i0 := 0; i0 < mr; i0 += 4 {
-					ir := min(4, mr-i0)
-					if ir == 4 && nr == 3 && k8 > 0 {
-						k.gemmAcc(wt[i0*mmTileK:], mmTileK, t.x[j0*cols+kc:], cols, k8, t.out[j0*rows+r0+i0:], rows)
-						for i := range 4 { // columns past the last whole vector
-							for j := range 3 {
-								if k8 < kl {
-									t.out[(j0+j)*rows+r0+i0+i] += dotGo(wt[(i0+i)*mmTileK+k8:(i0+i)*mmTileK+kl], t.x[(j0+j)*cols+kc+k8:(j0+j)*cols+kc+kl])
-								}
-							}
+			k.packPanel(panel, ws.tile, mmTileK, kl)
+			for j0 := 0; j0 < n; j0 += mmGroup {
+				nr := min(mmGroup, n-j0)
+				x, xs := t.x[j0*cols+kc:], cols
+				if nr < mmGroup {
+					for j := range mmGroup {
+						if j < nr {
+							copy(ws.xpad[j*mmTileK:j*mmTileK+kl], x[j*cols:j*cols+kl])
+						} else {
+							clear(ws.xpad[j*mmTileK : j*mmTileK+kl])
 						}
-						continue
 					}
-					for i := range ir {
-						wr := wt[(i0+i)*mmTileK : (i0+i)*mmTileK+kl]
-						for j := range nr {
-							t.out[(j0+j)*rows+r0+i0+i] += k.dot(wr, t.x[(j0+j)*cols+kc:(j0+j)*cols+kc+kl])
-						}
+					x, xs = ws.xpad, mmTileK
+				}
+				if nr == mmGroup && mr == mmTileRows {
+					k.gemm6x16(panel, kl, x, xs, t.out[j0*rows+r0:], rows)
+					continue
+				}
+				c := ws.block
+				clear(c)
+				k.gemm6x16(panel, kl, x, xs, c, mmTileRows)
+				for j := range nr {
+					o := t.out[(j0+j)*rows+r0 : (j0+j)*rows+r0+mr]
+					for i := range o {
+						o[i] += c[j*mmTileRows+i]
 					}
 				}
 			}

@@ -193,7 +193,10 @@ func (p *Pool) Parallel(n, grain int, t Task) {
 
 // workerScratch is private to one worker during an operation.
 type workerScratch struct {
-	tile []float32 // MatMul weight tile
+	tile  []float32 // mmTileRows weight rows' k chunk, dequantized row-major
+	panel []float32 // the same packed k-major
+	xpad  []float32 // a short last group of activation rows, padded to 6
+	block []float32 // a 6×16 result block that does not fit out
 }
 
 // actScratch holds activations quantized for integer dot products.
