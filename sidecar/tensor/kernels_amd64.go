@@ -58,6 +58,9 @@ func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 
 func vdQ6KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs16 *int16, nb int)
 
 //go:noescape
+func dequantQ4KAVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
 func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
 
 //go:noescape
@@ -101,6 +104,7 @@ var avx2Kernels = kernelSet{
 	gemm6x16:   gemm6x16AVX2Go,
 	packPanel:  packPanelAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
+	deqQ4K:     dequantQ4KAVX2Go,
 	quantAct:   quantActAVX2Go,
 	fmaPeak:    fmaPeakAVX2,
 
@@ -432,6 +436,15 @@ func gemm6x16AVX2Go(wp []float32, k int, x []float32, xs int, c []float32, cs in
 	}
 	_, _, _ = wp[16*k-1], x[5*xs+k-1], c[5*cs+15]
 	gemm6x16AVX2(&wp[0], k, &x[0], xs, &c[0], cs)
+}
+
+func dequantQ4KAVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / qkK
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*q4KBytes-1]
+	dequantQ4KAVX2(&dst[0], &src[0], nb)
 }
 
 func dequantQ8_0AVX2Go(dst []float32, src []byte) {

@@ -542,6 +542,36 @@ q4done:
 	VZEROUPPER
 	RET
 
+// Unpacks the 12-byte scale field of the Q4_K super-block at SI into the
+// eight 6-bit sub-block scales (bytes of AX) and mins (bytes of R12).
+// Clobbers BX, R9–R11, R13.
+#define Q4KUNPACK \
+	MOVL 4(SI), AX \
+	MOVL 8(SI), BX \
+	MOVL 12(SI), R9 \
+	MOVL R9, R10 \
+	SHRL $4, R10 \
+	ANDL $0x0f0f0f0f, R10 \
+	MOVL BX, R11 \
+	SHRL $6, R11 \
+	ANDL $0x03030303, R11 \
+	SHLL $4, R11 \
+	ORL  R11, R10 \
+	MOVL BX, R12 \
+	ANDL $0x3f3f3f3f, R12 \
+	MOVL R9, R11 \
+	ANDL $0x0f0f0f0f, R11 \
+	MOVL AX, R13 \
+	SHRL $6, R13 \
+	ANDL $0x03030303, R13 \
+	SHLL $4, R13 \
+	ORL  R13, R11 \
+	ANDL $0x3f3f3f3f, AX \
+	SHLQ $32, R11 \
+	ORQ  R11, AX \
+	SHLQ $32, R10 \
+	ORQ  R10, R12
+
 // func vdQ4KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs32 *int16, nb int)
 //
 // out[r] = row r · x for n Q4_K rows rb bytes apart (nb super-blocks each).
@@ -578,36 +608,7 @@ q4kloop:
 	PREFETCHT0 (q8PF+64)(SI)
 	PREFETCHT0 (q8PF+128)(SI)
 
-	// Scale field bytes 4..15 of the block: utmp0..2.
-	MOVL 4(SI), AX
-	MOVL 8(SI), BX
-	MOVL 12(SI), R9
-	// mins 4..7: ((u2>>4)&0x0f) | (((u1>>6)&3)<<4)
-	MOVL R9, R10
-	SHRL $4, R10
-	ANDL $0x0f0f0f0f, R10
-	MOVL BX, R11
-	SHRL $6, R11
-	ANDL $0x03030303, R11
-	SHLL $4, R11
-	ORL  R11, R10
-	// mins 0..3: u1&0x3f
-	MOVL BX, R12
-	ANDL $0x3f3f3f3f, R12
-	// scales 4..7: (u2&0x0f) | (((u0>>6)&3)<<4)
-	MOVL R9, R11
-	ANDL $0x0f0f0f0f, R11
-	MOVL AX, R13
-	SHRL $6, R13
-	ANDL $0x03030303, R13
-	SHLL $4, R13
-	ORL  R13, R11
-	// scales 0..3: u0&0x3f
-	ANDL $0x3f3f3f3f, AX
-	SHLQ $32, R11
-	ORQ  R11, AX
-	SHLQ $32, R10
-	ORQ  R10, R12
+	Q4KUNPACK
 
 	// Scales as words in both 128-bit halves for the VPSHUFB broadcasts
 	// (taken out of AX before SCALE reuses it).
@@ -1007,6 +1008,76 @@ packloop:
 	JMP   packloop
 
 packdone:
+	VZEROUPPER
+	RET
+
+// Sub-block pair J (0..3) of a Q4_K super-block at SI: 32 bytes whose low
+// nibbles are sub-block 2J and high nibbles 2J+1, each value d·sc·q −
+// dmin·m (a multiply, then a subtract, as dequantBlockQ4K rounds), eight at
+// a time from zero-extended bytes. The factors are at 0(SP) (d·sc) and
+// 32(SP) (dmin·m).
+#define Q4KDEQ8(J, T) \
+	VPMOVZXBD    (16+32*J+8*T)(SI), Y0 \
+	VPAND        Y15, Y0, Y1 \
+	VPSRLD       $4, Y0, Y2 \
+	VCVTDQ2PS    Y1, Y1 \
+	VCVTDQ2PS    Y2, Y2 \
+	VMULPS       Y10, Y1, Y1 \
+	VMULPS       Y12, Y2, Y2 \
+	VSUBPS       Y11, Y1, Y1 \
+	VSUBPS       Y13, Y2, Y2 \
+	VMOVUPS      Y1, (256*J+32*T)(DI) \
+	VMOVUPS      Y2, (256*J+128+32*T)(DI)
+
+#define Q4KDEQPAIR(J) \
+	VBROADCASTSS (8*J)(SP), Y10 \
+	VBROADCASTSS (32+8*J)(SP), Y11 \
+	VBROADCASTSS (8*J+4)(SP), Y12 \
+	VBROADCASTSS (32+8*J+4)(SP), Y13 \
+	Q4KDEQ8(J, 0) \
+	Q4KDEQ8(J, 1) \
+	Q4KDEQ8(J, 2) \
+	Q4KDEQ8(J, 3)
+
+// func dequantQ4KAVX2(dst *float32, src *byte, nb int)
+// nb Q4_K super-blocks to float32, values identical to dequantBlockQ4K's
+// (MatMul's weight tiles; Q4_K_M files are mostly Q4_K).
+TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $64-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         nb+16(FP), CX
+	MOVL         $0x0f, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+dq4kloop:
+	TESTQ CX, CX
+	JZ    dq4kdone
+	Q4KUNPACK
+	VMOVQ        AX, X8
+	VPMOVZXBD    X8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMOVQ        R12, X9
+	VPMOVZXBD    X9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VPBROADCASTW (SI), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW 2(SI), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y3, Y8, Y8
+	VMULPS       Y4, Y9, Y9
+	VMOVUPS      Y8, 0(SP)
+	VMOVUPS      Y9, 32(SP)
+	Q4KDEQPAIR(0)
+	Q4KDEQPAIR(1)
+	Q4KDEQPAIR(2)
+	Q4KDEQPAIR(3)
+	ADDQ $144, SI
+	ADDQ $1024, DI
+	DECQ CX
+	JMP  dq4kloop
+
+dq4kdone:
 	VZEROUPPER
 	RET
 

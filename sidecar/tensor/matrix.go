@@ -321,6 +321,9 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 		case t == Q8_0 && len(dst)%qk8_0 == 0 && len(src) >= len(dst)/qk8_0*q8_0Bytes:
 			k.deqQ8_0(dst, src)
 			return
+		case t == Q4_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q4KBytes:
+			k.deqQ4K(dst, src)
+			return
 		}
 	}
 	Dequantize(t, src, dst)

@@ -852,3 +852,27 @@ func TestQuantAct(t *testing.T) {
 		}
 	}
 }
+
+// TestDequantTile: MatMul's tile conversion gives, on the vector path, the
+// very values Dequantize does (the panel then multiplies exact weights), for
+// every type and a few blocks of each.
+func TestDequantTile(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, dt := range allTypes() {
+		for _, blocks := range []int{1, 2, 5} {
+			cols := colsFor(dt, blocks)
+			m, _ := makeMatrix(r, dt, 1, cols)
+			want := make([]float32, cols)
+			Dequantize(dt, m.Data, want)
+			forEachPath(t, func(t *testing.T) {
+				got := make([]float32, cols)
+				dequantTile(kern, dt, m.Data, got)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%v %d cols, value %d: %g, Dequantize %g", dt, cols, i, got[i], want[i])
+					}
+				}
+			})
+		}
+	}
+}
