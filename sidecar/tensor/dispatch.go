@@ -42,8 +42,9 @@ type kernelSet struct {
 	packPanel func(panel, src []float32, ss, k int)
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
-	// deqQ4K dequantizes whole Q4_K super-blocks likewise.
+	// deqQ4K and deqQ6K dequantize whole super-blocks likewise.
 	deqQ4K func(dst []float32, src []byte)
+	deqQ6K func(dst []float32, src []byte)
 	// quantAct rounds activations to int8 in blocks of bs (32 or 256)
 	// with a symmetric scale each (quantizeActBlock): qs, their magnitudes
 	// ax, one scale per block in d.
@@ -100,6 +101,7 @@ var genericKernels = kernelSet{
 	packPanel:  packPanelGo,
 	deqQ8_0:    dequantQ8_0Go,
 	deqQ4K:     dequantQ4KGo,
+	deqQ6K:     dequantQ6KGo,
 	quantAct:   quantActGo,
 	fmaPeak:    fmaPeakGo,
 
@@ -189,6 +191,12 @@ func vdQ6KRowsGo(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 [
 func dequantQ4KGo(dst []float32, src []byte) {
 	for i := 0; i < len(dst)/qkK; i++ {
 		dequantBlockQ4K(dst[i*qkK:(i+1)*qkK], src[i*q4KBytes:])
+	}
+}
+
+func dequantQ6KGo(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		dequantBlockQ6K(dst[i*qkK:(i+1)*qkK], src[i*q6KBytes:])
 	}
 }
 

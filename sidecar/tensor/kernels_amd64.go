@@ -61,6 +61,9 @@ func vdQ6KRowsAVX2(out *float32, w *byte, n, rb int, qs *int8, d *float32, bs16 
 func dequantQ4KAVX2(dst *float32, src *byte, nb int)
 
 //go:noescape
+func dequantQ6KAVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
 func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
 
 //go:noescape
@@ -105,6 +108,7 @@ var avx2Kernels = kernelSet{
 	packPanel:  packPanelAVX2Go,
 	deqQ8_0:    dequantQ8_0AVX2Go,
 	deqQ4K:     dequantQ4KAVX2Go,
+	deqQ6K:     dequantQ6KAVX2Go,
 	quantAct:   quantActAVX2Go,
 	fmaPeak:    fmaPeakAVX2,
 
@@ -445,6 +449,15 @@ func dequantQ4KAVX2Go(dst []float32, src []byte) {
 	}
 	_ = src[nb*q4KBytes-1]
 	dequantQ4KAVX2(&dst[0], &src[0], nb)
+}
+
+func dequantQ6KAVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / qkK
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*q6KBytes-1]
+	dequantQ6KAVX2(&dst[0], &src[0], nb)
 }
 
 func dequantQ8_0AVX2Go(dst []float32, src []byte) {

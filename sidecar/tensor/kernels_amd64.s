@@ -1081,6 +1081,82 @@ dq4kdone:
 	VZEROUPPER
 	RET
 
+// Eight values of each of a Q6_K super-block half's four 32-value rows:
+// ql bytes 8T.. of the half H (low nibbles: rows 0 and 2 via Y0; the
+// second 32 bytes: rows 1 and 3 via Y1), their two high bits from qh (Y2),
+// minus 32, times the factor d·sc of sub-block IS (+2, +4, +6) at 4·k(SP),
+// as dequantBlockQ6K rounds. Y13 = 32s, Y14 = 3s, Y15 = 0x0f, all dwords.
+#define Q6KROW(LO, QHSHIFT, K, OUT) \
+	VPSRLD       $QHSHIFT, Y2, Y4 \
+	VPAND        Y14, Y4, Y4 \
+	VPSLLD       $4, Y4, Y4 \
+	VPOR         Y4, LO, Y3 \
+	VPSUBD       Y13, Y3, Y3 \
+	VCVTDQ2PS    Y3, Y3 \
+	VBROADCASTSS (4*(K))(SP), Y5 \
+	VMULPS       Y5, Y3, Y3 \
+	VMOVUPS      Y3, (4*(OUT))(DI)
+
+#define Q6KDEQ8(H, T, IS) \
+	VPMOVZXBD    (64*H+8*T)(SI), Y0 \
+	VPMOVZXBD    (64*H+32+8*T)(SI), Y1 \
+	VPMOVZXBD    (128+32*H+8*T)(SI), Y2 \
+	VPAND        Y15, Y0, Y6 \
+	VPAND        Y15, Y1, Y7 \
+	VPSRLD       $4, Y0, Y8 \
+	VPSRLD       $4, Y1, Y9 \
+	Q6KROW(Y6, 0, 8*H+IS, 128*H+8*T) \
+	Q6KROW(Y7, 2, 8*H+IS+2, 128*H+8*T+32) \
+	Q6KROW(Y8, 4, 8*H+IS+4, 128*H+8*T+64) \
+	Q6KROW(Y9, 6, 8*H+IS+6, 128*H+8*T+96)
+
+// func dequantQ6KAVX2(dst *float32, src *byte, nb int)
+// nb Q6_K super-blocks to float32, values identical to dequantBlockQ6K's
+// (MatMul's weight tiles; Q4_K_M files keep some tensors in Q6_K).
+TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $64-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         nb+16(FP), CX
+	MOVL         $0x0f, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $3, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $32, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+
+dq6kloop:
+	TESTQ CX, CX
+	JZ    dq6kdone
+	VPBROADCASTW 208(SI), X10
+	VCVTPH2PS    X10, Y10
+	VPMOVSXBD    192(SI), Y11
+	VPMOVSXBD    200(SI), Y12
+	VCVTDQ2PS    Y11, Y11
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y10, Y11, Y11
+	VMULPS       Y10, Y12, Y12
+	VMOVUPS      Y11, 0(SP)
+	VMOVUPS      Y12, 32(SP)
+	Q6KDEQ8(0, 0, 0)
+	Q6KDEQ8(0, 1, 0)
+	Q6KDEQ8(0, 2, 1)
+	Q6KDEQ8(0, 3, 1)
+	Q6KDEQ8(1, 0, 0)
+	Q6KDEQ8(1, 1, 0)
+	Q6KDEQ8(1, 2, 1)
+	Q6KDEQ8(1, 3, 1)
+	ADDQ $210, SI
+	ADDQ $1024, DI
+	DECQ CX
+	JMP  dq6kloop
+
+dq6kdone:
+	VZEROUPPER
+	RET
+
 // func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
 // nb Q8_0 blocks (f16 scale, 32 int8) to float32: sign-extend, convert,
 // scale, eight values per instruction group.

@@ -324,6 +324,9 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 		case t == Q4_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q4KBytes:
 			k.deqQ4K(dst, src)
 			return
+		case t == Q6_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q6KBytes:
+			k.deqQ6K(dst, src)
+			return
 		}
 	}
 	Dequantize(t, src, dst)
