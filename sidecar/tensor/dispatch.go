@@ -43,8 +43,11 @@ type kernelSet struct {
 	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
 	deqQ8_0 func(dst []float32, src []byte)
 	// deqQ4K and deqQ6K dequantize whole super-blocks likewise.
-	deqQ4K func(dst []float32, src []byte)
-	deqQ6K func(dst []float32, src []byte)
+	deqQ4K  func(dst []float32, src []byte)
+	deqQ6K  func(dst []float32, src []byte)
+	deqQ4_0 func(dst []float32, src []byte)
+	// bf16ToF32s widens len(dst) bfloat16 values.
+	bf16ToF32s func(dst []float32, src []uint16)
 	// quantAct rounds activations to int8 in blocks of bs (32 or 256)
 	// with a symmetric scale each (quantizeActBlock): qs, their magnitudes
 	// ax, one scale per block in d.
@@ -102,6 +105,8 @@ var genericKernels = kernelSet{
 	deqQ8_0:    dequantQ8_0Go,
 	deqQ4K:     dequantQ4KGo,
 	deqQ6K:     dequantQ6KGo,
+	deqQ4_0:    dequantQ4_0Go,
+	bf16ToF32s: bf16ToF32sGo,
 	quantAct:   quantActGo,
 	fmaPeak:    fmaPeakGo,
 
@@ -197,6 +202,18 @@ func dequantQ4KGo(dst []float32, src []byte) {
 func dequantQ6KGo(dst []float32, src []byte) {
 	for i := 0; i < len(dst)/qkK; i++ {
 		dequantBlockQ6K(dst[i*qkK:(i+1)*qkK], src[i*q6KBytes:])
+	}
+}
+
+func dequantQ4_0Go(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qk4_0; i++ {
+		dequantBlockQ4_0(dst[i*qk4_0:(i+1)*qk4_0], src[i*q4_0Bytes:])
+	}
+}
+
+func bf16ToF32sGo(dst []float32, src []uint16) {
+	for i, v := range src[:len(dst)] {
+		dst[i] = BF16ToF32(v)
 	}
 }
 

@@ -64,6 +64,12 @@ func dequantQ4KAVX2(dst *float32, src *byte, nb int)
 func dequantQ6KAVX2(dst *float32, src *byte, nb int)
 
 //go:noescape
+func dequantQ4_0AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func bf16ToF32sAVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
 func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
 
 //go:noescape
@@ -109,6 +115,8 @@ var avx2Kernels = kernelSet{
 	deqQ8_0:    dequantQ8_0AVX2Go,
 	deqQ4K:     dequantQ4KAVX2Go,
 	deqQ6K:     dequantQ6KAVX2Go,
+	deqQ4_0:    dequantQ4_0AVX2Go,
+	bf16ToF32s: bf16ToF32sAVX2Go,
 	quantAct:   quantActAVX2Go,
 	fmaPeak:    fmaPeakAVX2,
 
@@ -458,6 +466,24 @@ func dequantQ6KAVX2Go(dst []float32, src []byte) {
 	}
 	_ = src[nb*q6KBytes-1]
 	dequantQ6KAVX2(&dst[0], &src[0], nb)
+}
+
+func dequantQ4_0AVX2Go(dst []float32, src []byte) {
+	nb := len(dst) / qk4_0
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*q4_0Bytes-1]
+	dequantQ4_0AVX2(&dst[0], &src[0], nb)
+}
+
+func bf16ToF32sAVX2Go(dst []float32, src []uint16) {
+	n := len(dst) &^ 7
+	if n > 0 {
+		_ = src[n-1]
+		bf16ToF32sAVX2(&dst[0], &src[0], n)
+	}
+	bf16ToF32sGo(dst[n:], src[n:])
 }
 
 func dequantQ8_0AVX2Go(dst []float32, src []byte) {

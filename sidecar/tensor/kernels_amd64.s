@@ -1157,6 +1157,79 @@ dq6kdone:
 	VZEROUPPER
 	RET
 
+// func dequantQ4_0AVX2(dst *float32, src *byte, nb int)
+// nb Q4_0 blocks to float32 as dequantBlockQ4_0: (q−8)·d, low nibbles
+// first; bit-identical.
+TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         nb+16(FP), CX
+	MOVL         $0x0f, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL         $8, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+
+dq40loop:
+	TESTQ        CX, CX
+	JZ           dq40done
+	VPBROADCASTW (SI), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVZXBD    2(SI), Y1
+	VPMOVZXBD    10(SI), Y2
+	VPSRLD       $4, Y1, Y3
+	VPSRLD       $4, Y2, Y4
+	VPAND        Y15, Y1, Y1
+	VPAND        Y15, Y2, Y2
+	VPSUBD       Y14, Y1, Y1
+	VPSUBD       Y14, Y2, Y2
+	VPSUBD       Y14, Y3, Y3
+	VPSUBD       Y14, Y4, Y4
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y0, Y1, Y1
+	VMULPS       Y0, Y2, Y2
+	VMULPS       Y0, Y3, Y3
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y1, (DI)
+	VMOVUPS      Y2, 32(DI)
+	VMOVUPS      Y3, 64(DI)
+	VMOVUPS      Y4, 96(DI)
+	ADDQ         $18, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JMP          dq40loop
+
+dq40done:
+	VZEROUPPER
+	RET
+
+// func bf16ToF32sAVX2(dst *float32, src *uint16, n int)
+// n (a multiple of 8) bfloat16 values to float32: the 16 bits become the
+// high half of each word, exactly.
+TEXT ·bf16ToF32sAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+bfloop:
+	CMPQ      CX, $8
+	JL        bfdone
+	VPMOVZXWD (SI), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JMP       bfloop
+
+bfdone:
+	VZEROUPPER
+	RET
+
 // func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
 // nb Q8_0 blocks (f16 scale, 32 int8) to float32: sign-extend, convert,
 // scale, eight values per instruction group.

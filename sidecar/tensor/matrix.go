@@ -315,6 +315,9 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 		case t == F16 && addr%2 == 0 && isLittleEndian:
 			k.f16ToF32s(dst, unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(dst)))
 			return
+		case t == BF16 && addr%2 == 0 && isLittleEndian:
+			k.bf16ToF32s(dst, unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(dst)))
+			return
 		case t == F32 && addr%4 == 0 && isLittleEndian:
 			copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
 			return
@@ -326,6 +329,9 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 			return
 		case t == Q6_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q6KBytes:
 			k.deqQ6K(dst, src)
+			return
+		case t == Q4_0 && len(dst)%qk4_0 == 0 && len(src) >= len(dst)/qk4_0*q4_0Bytes:
+			k.deqQ4_0(dst, src)
 			return
 		}
 	}
