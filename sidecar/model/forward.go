@@ -65,10 +65,12 @@ type State struct {
 	cos, sin           []float32 // batch × ropeDim/2
 	logits             []float32
 	attn               attnTask
+	attnPrompt         attnPromptTask
 	rows               rowTask
 	workerProbs        [][]float32 // per worker: groups × ctx
 	workerLSE          [][]float32 // per worker: groups
 	workerScratch      []kvcache.Scratch
+	workerPrompt       []kvcache.PrefillScratch
 }
 
 // NewState prepares working memory for decoding with m on pool's threads.
@@ -82,7 +84,9 @@ func NewState(m *Model, pool *tensor.Pool) *State {
 		s.workerLSE[i] = make([]float32, c.Groups())
 	}
 	s.workerScratch = make([]kvcache.Scratch, pool.Threads())
+	s.workerPrompt = make([]kvcache.PrefillScratch, pool.Threads())
 	s.attn.s = s
+	s.attnPrompt.s = s
 	s.grow(1)
 	return s
 }
@@ -144,6 +148,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 	}
 	s.ropeTables(cache.Len(), n)
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	wholePrompt := n >= promptAttnMin && b.Attention == nil && b.Profiler == nil && !b.Observe && cache.CanAttendPrefill()
 
 	for li := range s.m.layers {
 		if b.Ctx != nil && li > 0 {
@@ -171,15 +176,22 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 			cache.AppendAt(li, i, b.Flags[i], k[i*kvd:(i+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
 
-		s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
-		s.attn.prof = b.Profiler
 		if b.Profiler != nil {
 			b.Profiler.Begin(li, s.pool.Threads(), cache, scale)
 		}
-		// Keep ≥ ~16k multiply-adds per chunk so that short contexts and
-		// tiny heads do not pay a worker wake-up per (token, head).
-		work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
-		s.pool.Parallel(n*c.KVHeads, max(1, (16<<10)/work), &s.attn)
+		if wholePrompt {
+			// Nobody watches the probabilities: the prompt attends as
+			// panel products, a KV head per task.
+			s.attnPrompt.cache, s.attnPrompt.layer, s.attnPrompt.n, s.attnPrompt.scale = cache, li, n, scale
+			s.pool.Parallel(c.KVHeads, 1, &s.attnPrompt)
+		} else {
+			s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
+			s.attn.prof = b.Profiler
+			// Keep ≥ ~16k multiply-adds per chunk so that short contexts and
+			// tiny heads do not pay a worker wake-up per (token, head).
+			work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
+			s.pool.Parallel(n*c.KVHeads, max(1, (16<<10)/work), &s.attn)
+		}
 		if b.Profiler != nil {
 			b.Profiler.Layer(li, q, dim, cache, scale, s.pool)
 		}
@@ -325,6 +337,28 @@ func (s *State) rope(row []float32, heads, i int) {
 			x[2*j] = a*cos[j] - b*sin[j]
 			x[2*j+1] = a*sin[j] + b*cos[j]
 		}
+	}
+}
+
+// promptAttnMin is the shortest batch attended as panel products
+// (AttendPrefill), one full tile of queries.
+const promptAttnMin = tensor.PanelRows
+
+// attnPromptTask attends a whole batch a KV head at a time (AttendPrefill).
+type attnPromptTask struct {
+	s     *State
+	cache *kvcache.Cache
+	layer int
+	n     int
+	scale float32
+}
+
+func (t *attnPromptTask) Run(worker, lo, hi int) {
+	c := t.s.m.Config
+	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
+	for kh := lo; kh < hi; kh++ {
+		off := kh * g * hd
+		t.cache.AttendPrefill(t.layer, kh, t.s.q[off:t.n*dim], dim, g, t.n, t.scale, t.s.att[off:t.n*dim], dim, &t.s.workerPrompt[worker])
 	}
 }
 

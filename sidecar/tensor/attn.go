@@ -275,3 +275,28 @@ func expf(x float32) float32 {
 	}
 	return e * math.Float32frombits(uint32(ni+127)<<23)
 }
+
+// Panel products: the MatMul micro-kernel, exported for attention over a
+// whole prompt (kvcache's AttendPrefill), where a head's keys and values
+// play the weights' part.
+
+// PanelRows is the number of rows Gemm6x16 multiplies at once.
+const PanelRows = mmGroup
+
+// PackPanel writes 16 row-major rows (ss apart) of k values as the k-major
+// panel Gemm6x16 takes: panel[kk*16+i] = src[i*ss+kk].
+func PackPanel(panel, src []float32, ss, k int) {
+	if k < 0 || len(panel) < 16*k || (k > 0 && len(src) < 15*ss+k) {
+		panic(fmt.Sprintf("tensor: PackPanel: %d values of 16 rows %d apart from %d into %d", k, ss, len(src), len(panel)))
+	}
+	kern.packPanel(panel, src, ss, k)
+}
+
+// Gemm6x16 adds six rows of products into c: c[j*cs+i] += Σ_kk
+// x[j*xs+kk]·panel[kk*16+i] for j < 6, i < 16, kk < k.
+func Gemm6x16(panel []float32, k int, x []float32, xs int, c []float32, cs int) {
+	if k < 0 || len(panel) < 16*k || (k > 0 && len(x) < 5*xs+k) || len(c) < 5*cs+16 {
+		panic(fmt.Sprintf("tensor: Gemm6x16: k %d, panel %d, x %d (stride %d), c %d (stride %d)", k, len(panel), len(x), xs, len(c), cs))
+	}
+	kern.gemm6x16(panel, k, x, xs, c, cs)
+}
