@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"math"
+	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/fastgen/fastgen/sidecar/fastgen"
@@ -31,6 +33,36 @@ func TestProfileFromForwardRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkProfileFromRows(t, e, tokens)
+}
+
+// TestProfileFromPromptPanels is TestProfileFromForwardRows on a model
+// whose 64-wide heads (GQA, two query heads per KV head) send the prompt
+// through AttendPrefill, so the rows reach the profiler through its sink.
+func TestProfileFromPromptPanels(t *testing.T) {
+	shape := model.Shape{Name: "tiny", Dim: 256, Hidden: 512, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 300, Ctx: 128}
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := model.Synthesize(path, shape, tensor.F32, 7); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(path, model.LoadOptions{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if !kvcache.New(kvcache.Config{Layers: 1, KVHeads: 1}, e.KVPool).CanAttendPrefill() {
+		t.Fatal("a 64-wide head should attend the prompt as panels")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	tokens := make([]int, 45)
+	for i := range tokens {
+		tokens[i] = rng.IntN(shape.Vocab)
+	}
+	checkProfileFromRows(t, e, tokens)
+}
+
+func checkProfileFromRows(t *testing.T, e *Engine, tokens []int) {
+	t.Helper()
 	c := e.Model.Config
 	for _, agg := range []fastgen.Aggregation{fastgen.AggMean, fastgen.AggMin} {
 		opt := fastgen.Defaults()

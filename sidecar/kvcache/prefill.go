@@ -13,12 +13,22 @@ import "github.com/fastgen/fastgen/sidecar/tensor"
 // PrefillScratch is one worker's memory for AttendPrefill, grown to the
 // largest head seen and then reused.
 type PrefillScratch struct {
-	kt   []float32 // key panels: entries 16p.. at kt[p*16*d:], d × 16
-	vp   []float32 // value panels: columns 16c.. at vp[c*l16*16:], l16 × 16
-	rows []float32 // 16 entries' keys (or values) in float32
-	s    []float32 // a tile's scores, then probabilities: 6 rows of l16
-	qpad []float32 // a short last tile's queries, 6 × d
-	opad []float32 // and its outputs
+	kt    []float32 // key panels: entries 16p.. at kt[p*16*d:], d × 16
+	vp    []float32 // value panels: columns 16c.. at vp[c*l16*16:], l16 × 16
+	rows  []float32 // 16 entries' keys (or values) in float32
+	s     []float32 // a tile's scores, then probabilities: groups × 6 rows of l16
+	lse   []float32 // their log-normalisers, groups × 6
+	probs []float32 // one token's rows for a RowSink, groups × limit
+	qpad  []float32 // a short last tile's queries, 6 × d
+	opad  []float32 // and its outputs
+}
+
+// RowSink receives what AttendPrefill computes for each token, in token
+// order: its attention probabilities over the first limit entries (groups
+// rows, row g at probs[g*limit:]) and their log-normalisers (lse[g]). The
+// slices are reused after the call returns.
+type RowSink interface {
+	PromptRow(kvHead, token int, probs, lse []float32, groups, limit int)
 }
 
 // CanAttendPrefill reports whether AttendPrefill can serve this cache: head
@@ -39,14 +49,15 @@ func (c *Cache) CanAttendPrefill() bool {
 // the groups query heads sharing (layer, kvHead), exactly as n Attend calls
 // with limits Kept−n+i+1 would, up to float rounding: token i's query for
 // group g is q[i*qs+g*d:][:d] and its output goes to out[i*os+g*d:][:d].
-// It keeps no probabilities: callers that observe attention use Attend.
-func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int, scale float32, out []float32, os int, sc *PrefillScratch) {
+// With a sink, every token's probabilities go to it as Attend would have
+// written them (FastGen's profiler, attention observers).
+func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int, scale float32, out []float32, os int, sc *PrefillScratch, sink RowSink) {
 	h := c.h(layer, kvHead)
 	d, be := c.pool.headDim, c.pool.blockEntries
 	total := h.n
 	base := total - n
 	l16 := (total + 15) &^ 15
-	sc.grow(d, l16)
+	sc.grow(d, l16, groups)
 
 	// Keys as k-major panels of 16 entries, values as 16-column panels
 	// (entry-major), both zero past the last entry.
@@ -86,14 +97,14 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 	}
 
 	const tile = tensor.PanelRows
-	for g := range groups {
-		for i0 := 0; i0 < n; i0 += tile {
-			nt := min(tile, n-i0)
-			lt := base + i0 + nt // the tile's last token sees this many
-			lt16 := (lt + 15) &^ 15
+	for i0 := 0; i0 < n; i0 += tile {
+		nt := min(tile, n-i0)
+		lt := base + i0 + nt // the tile's last token sees this many
+		lt16 := (lt + 15) &^ 15
+		padded := nt < tile
+		for g := range groups {
 			x, xs := q[i0*qs+g*d:], qs
 			o, ostride := out[i0*os+g*d:], os
-			padded := nt < tile
 			if padded {
 				for j := range tile {
 					qj := sc.qpad[j*d : (j+1)*d]
@@ -105,7 +116,7 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 				}
 				x, xs, o, ostride = sc.qpad, d, sc.opad, d
 			}
-			s := sc.s[:tile*lt16]
+			s := sc.s[g*tile*lt16 : (g+1)*tile*lt16]
 			clear(s)
 			for p := 0; p < lt16/16; p++ {
 				tensor.Gemm6x16(sc.kt[p*16*d:], d, x, xs, s[16*p:], lt16)
@@ -117,7 +128,7 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 					limit = 0
 				}
 				tensor.Scale(scale, row[:limit])
-				tensor.Softmax(row[:limit])
+				sc.lse[g*tile+j] = tensor.SoftmaxLSE(row[:limit])
 				clear(row[limit:])
 				clear(o[j*ostride : j*ostride+d])
 			}
@@ -130,13 +141,27 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 				}
 			}
 		}
+		if sink == nil {
+			continue
+		}
+		for j := range nt {
+			limit := base + i0 + j + 1
+			probs, lse := sc.probs[:groups*limit], sc.lse[groups*tile:][:groups]
+			for g := range groups {
+				copy(probs[g*limit:(g+1)*limit], sc.s[(g*tile+j)*lt16:][:limit])
+				lse[g] = sc.lse[g*tile+j]
+			}
+			sink.PromptRow(kvHead, i0+j, probs, lse, groups, limit)
+		}
 	}
 }
 
-func (sc *PrefillScratch) grow(d, l16 int) {
+func (sc *PrefillScratch) grow(d, l16, groups int) {
 	sc.kt = growTo(sc.kt, l16*d)
 	sc.vp = growTo(sc.vp, l16*d)
-	sc.s = growTo(sc.s, tensor.PanelRows*l16)
+	sc.s = growTo(sc.s, groups*tensor.PanelRows*l16)
+	sc.lse = growTo(sc.lse, groups*(tensor.PanelRows+1))
+	sc.probs = growTo(sc.probs, groups*l16)
 	sc.rows = growTo(sc.rows, 16*d)
 	sc.qpad = growTo(sc.qpad, tensor.PanelRows*d)
 	sc.opad = growTo(sc.opad, tensor.PanelRows*d)

@@ -17,7 +17,7 @@ func TestAttendPrefillMatchesAttend(t *testing.T) {
 	for _, dt := range []DType{F32, F16} {
 		for _, c := range []struct{ d, be, groups, hist, n int }{
 			{16, 16, 1, 0, 1}, {16, 16, 1, 0, 6}, {48, 16, 3, 40, 13}, {64, 64, 2, 100, 29},
-			{64, 5, 1, 17, 7}, {32, 16, 4, 0, 40},
+			{64, 5, 1, 17, 7}, {32, 16, 4, 0, 40}, {16, 16, 8, 9, 11},
 		} {
 			t.Run(fmt.Sprintf("%v/d%d/be%d/g%d/hist%d/n%d", dt, c.d, c.be, c.groups, c.hist, c.n), func(t *testing.T) {
 				const kvHeads = 2
@@ -44,12 +44,31 @@ func TestAttendPrefillMatchesAttend(t *testing.T) {
 				got, want := make([]float32, len(q)), make([]float32, len(q))
 				for kh := range kvHeads {
 					off := kh * c.groups * c.d
-					cache.AttendPrefill(0, kh, q[off:], qs, c.groups, c.n, scale, got[off:], qs, &sc)
+					sink := &rowRecorder{}
+					cache.AttendPrefill(0, kh, q[off:], qs, c.groups, c.n, scale, got[off:], qs, &sc, sink)
+					if len(sink.rows) != c.n {
+						t.Fatalf("head %d: %d rows sunk, want %d", kh, len(sink.rows), c.n)
+					}
 					kept := cache.Kept(0, kh)
-					probs := make([]float32, c.groups*kept)
 					for i := range c.n {
+						limit := kept - c.n + i + 1
+						probs, lse := make([]float32, c.groups*limit), make([]float32, c.groups)
 						row := q[i*qs+off:][:c.groups*c.d]
-						cache.Attend(0, kh, row, c.groups, kept-c.n+i+1, scale, want[i*qs+off:][:c.groups*c.d], probs, nil)
+						cache.Attend(0, kh, row, c.groups, limit, scale, want[i*qs+off:][:c.groups*c.d], probs, lse)
+						r := sink.rows[i]
+						if r.kvHead != kh || r.token != i || r.limit != limit || len(r.probs) != len(probs) {
+							t.Fatalf("head %d token %d: sunk head %d token %d limit %d (%d probs), want limit %d", kh, i, r.kvHead, r.token, r.limit, len(r.probs), limit)
+						}
+						for j := range probs {
+							if math.Abs(float64(r.probs[j]-probs[j])) > 1e-5*(1+float64(probs[j])) {
+								t.Fatalf("head %d token %d: prob %d = %v, Attend %v", kh, i, j, r.probs[j], probs[j])
+							}
+						}
+						for g := range lse {
+							if math.Abs(float64(r.lse[g]-lse[g])) > 1e-4 {
+								t.Fatalf("head %d token %d: lse[%d] = %v, Attend %v", kh, i, g, r.lse[g], lse[g])
+							}
+						}
 					}
 				}
 				for i := range got {
@@ -60,4 +79,15 @@ func TestAttendPrefillMatchesAttend(t *testing.T) {
 			})
 		}
 	}
+}
+
+type sunkRow struct {
+	kvHead, token, limit int
+	probs, lse           []float32
+}
+
+type rowRecorder struct{ rows []sunkRow }
+
+func (r *rowRecorder) PromptRow(kvHead, token int, probs, lse []float32, groups, limit int) {
+	r.rows = append(r.rows, sunkRow{kvHead, token, limit, append([]float32(nil), probs...), append([]float32(nil), lse...)})
 }

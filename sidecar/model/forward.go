@@ -71,6 +71,7 @@ type State struct {
 	workerLSE          [][]float32 // per worker: groups
 	workerScratch      []kvcache.Scratch
 	workerPrompt       []kvcache.PrefillScratch
+	workerSink         []promptSink
 }
 
 // NewState prepares working memory for decoding with m on pool's threads.
@@ -85,6 +86,7 @@ func NewState(m *Model, pool *tensor.Pool) *State {
 	}
 	s.workerScratch = make([]kvcache.Scratch, pool.Threads())
 	s.workerPrompt = make([]kvcache.PrefillScratch, pool.Threads())
+	s.workerSink = make([]promptSink, pool.Threads())
 	s.attn.s = s
 	s.attnPrompt.s = s
 	s.grow(1)
@@ -148,7 +150,7 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 	}
 	s.ropeTables(cache.Len(), n)
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	wholePrompt := n >= promptAttnMin && b.Attention == nil && b.Profiler == nil && !b.Observe && cache.CanAttendPrefill()
+	wholePrompt := n >= promptAttnMin && !b.Observe && cache.CanAttendPrefill()
 
 	for li := range s.m.layers {
 		if b.Ctx != nil && li > 0 {
@@ -180,9 +182,10 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 			b.Profiler.Begin(li, s.pool.Threads(), cache, scale)
 		}
 		if wholePrompt {
-			// Nobody watches the probabilities: the prompt attends as
-			// panel products, a KV head per task.
+			// The prompt attends as panel products, a KV head per task;
+			// a profiler or observer sees each token's rows as it goes.
 			s.attnPrompt.cache, s.attnPrompt.layer, s.attnPrompt.n, s.attnPrompt.scale = cache, li, n, scale
+			s.attnPrompt.prof, s.attnPrompt.obs = b.Profiler, b.Attention
 			s.pool.Parallel(c.KVHeads, 1, &s.attnPrompt)
 		} else {
 			s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
@@ -351,14 +354,39 @@ type attnPromptTask struct {
 	layer int
 	n     int
 	scale float32
+	prof  Profiler
+	obs   AttentionObserver
 }
 
 func (t *attnPromptTask) Run(worker, lo, hi int) {
 	c := t.s.m.Config
 	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
+	var sink kvcache.RowSink
+	if t.prof != nil || t.obs != nil {
+		ps := &t.s.workerSink[worker]
+		*ps = promptSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
+		sink = ps
+	}
 	for kh := lo; kh < hi; kh++ {
 		off := kh * g * hd
-		t.cache.AttendPrefill(t.layer, kh, t.s.q[off:t.n*dim], dim, g, t.n, t.scale, t.s.att[off:t.n*dim], dim, &t.s.workerPrompt[worker])
+		t.cache.AttendPrefill(t.layer, kh, t.s.q[off:t.n*dim], dim, g, t.n, t.scale, t.s.att[off:t.n*dim], dim, &t.s.workerPrompt[worker], sink)
+	}
+}
+
+// promptSink hands AttendPrefill's rows to the batch's profiler and
+// attention observer, as attnTask does for rows attended one by one.
+type promptSink struct {
+	worker, layer int
+	prof          Profiler
+	obs           AttentionObserver
+}
+
+func (p *promptSink) PromptRow(kvHead, token int, probs, lse []float32, groups, limit int) {
+	if p.obs != nil {
+		p.obs.Attention(p.worker, p.layer, kvHead, token, probs, groups, limit)
+	}
+	if p.prof != nil {
+		p.prof.Row(p.worker, p.layer, kvHead, token, probs, lse, groups, limit)
 	}
 }
 
