@@ -373,8 +373,9 @@ func (t *attnPromptTask) Run(worker, lo, hi int) {
 	}
 }
 
-// promptSink hands AttendPrefill's rows to the batch's profiler and
-// attention observer, as attnTask does for rows attended one by one.
+// promptSink hands a worker's attention rows to the batch's profiler and
+// attention observer (either may be nil): AttendPrefill's through the
+// RowSink interface, attnTask's directly.
 type promptSink struct {
 	worker, layer int
 	prof          Profiler
@@ -408,18 +409,14 @@ func (t *attnTask) Run(worker, lo, hi int) {
 	c := t.s.m.Config
 	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
 	probs, lse := t.s.workerProbs[worker], t.s.workerLSE[worker]
+	rows := promptSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
 	for item := lo; item < hi; item++ {
 		i, kh := item/c.KVHeads, item%c.KVHeads
 		// The batch's keys were appended in order after what the head kept.
 		limit := t.cache.Kept(t.layer, kh) - t.n + i + 1
 		off := i*dim + kh*g*hd
 		t.cache.Attend(t.layer, kh, t.s.q[off:off+g*hd], g, limit, t.scale, t.s.att[off:off+g*hd], probs, lse)
-		if t.obs != nil {
-			t.obs.Attention(worker, t.layer, kh, i, probs[:g*limit], g, limit)
-		}
-		if t.prof != nil {
-			t.prof.Row(worker, t.layer, kh, i, probs[:g*limit], lse, g, limit)
-		}
+		rows.PromptRow(kh, i, probs[:g*limit], lse, g, limit)
 		if t.observe {
 			t.cache.Observe(t.layer, kh, probs, g, limit, &t.s.workerScratch[worker])
 		}

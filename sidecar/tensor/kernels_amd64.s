@@ -1157,6 +1157,23 @@ dq6kdone:
 	VZEROUPPER
 	RET
 
+// A block of 32 integers in Y1–Y4 (int32 lanes) to float32, times the
+// scale broadcast in Y0, stored at DI: the tail of the Q8_0 and Q4_0 tile
+// conversions.
+#define SCALESTORE32 \
+	VCVTDQ2PS Y1, Y1 \
+	VCVTDQ2PS Y2, Y2 \
+	VCVTDQ2PS Y3, Y3 \
+	VCVTDQ2PS Y4, Y4 \
+	VMULPS    Y0, Y1, Y1 \
+	VMULPS    Y0, Y2, Y2 \
+	VMULPS    Y0, Y3, Y3 \
+	VMULPS    Y0, Y4, Y4 \
+	VMOVUPS   Y1, (DI) \
+	VMOVUPS   Y2, 32(DI) \
+	VMOVUPS   Y3, 64(DI) \
+	VMOVUPS   Y4, 96(DI)
+
 // func dequantQ4_0AVX2(dst *float32, src *byte, nb int)
 // nb Q4_0 blocks to float32 as dequantBlockQ4_0: (q−8)·d, low nibbles
 // first; bit-identical.
@@ -1186,18 +1203,7 @@ dq40loop:
 	VPSUBD       Y14, Y2, Y2
 	VPSUBD       Y14, Y3, Y3
 	VPSUBD       Y14, Y4, Y4
-	VCVTDQ2PS    Y1, Y1
-	VCVTDQ2PS    Y2, Y2
-	VCVTDQ2PS    Y3, Y3
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y0, Y1, Y1
-	VMULPS       Y0, Y2, Y2
-	VMULPS       Y0, Y3, Y3
-	VMULPS       Y0, Y4, Y4
-	VMOVUPS      Y1, (DI)
-	VMOVUPS      Y2, 32(DI)
-	VMOVUPS      Y3, 64(DI)
-	VMOVUPS      Y4, 96(DI)
+	SCALESTORE32
 	ADDQ         $18, SI
 	ADDQ         $128, DI
 	DECQ         CX
@@ -1249,18 +1255,7 @@ dq8loop:
 	VPMOVSXBD    10(SI), Y2
 	VPMOVSXBD    18(SI), Y3
 	VPMOVSXBD    26(SI), Y4
-	VCVTDQ2PS    Y1, Y1
-	VCVTDQ2PS    Y2, Y2
-	VCVTDQ2PS    Y3, Y3
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y0, Y1, Y1
-	VMULPS       Y0, Y2, Y2
-	VMULPS       Y0, Y3, Y3
-	VMULPS       Y0, Y4, Y4
-	VMOVUPS      Y1, (DI)
-	VMOVUPS      Y2, 32(DI)
-	VMOVUPS      Y3, 64(DI)
-	VMOVUPS      Y4, 96(DI)
+	SCALESTORE32
 	ADDQ         $34, SI
 	ADDQ         $128, DI
 	DECQ         CX
