@@ -11,7 +11,9 @@ import "github.com/fastgen/fastgen/sidecar/tensor"
 // matrix multiplies.
 
 // PrefillScratch is one worker's memory for AttendPrefill, grown to the
-// largest head seen and then reused.
+// largest head seen and then reused: a head's keys and values in float32
+// (2·Kept·d·4 bytes: 256 KiB for 512 entries of 64) plus six rows of scores
+// per query group.
 type PrefillScratch struct {
 	kt    []float32 // key panels: entries 16p.. at kt[p*16*d:], d × 16
 	vp    []float32 // value panels: columns 16c.. at vp[c*l16*16:], l16 × 16
