@@ -1,6 +1,10 @@
 package kvcache
 
-import "github.com/fastgen/fastgen/sidecar/tensor"
+import (
+	"fmt"
+
+	"github.com/fastgen/fastgen/sidecar/tensor"
+)
 
 // Attention over a whole prompt at once. Attend serves one (token, head)
 // at a time: fine for a decode step, but a prompt's tokens each re-read
@@ -56,6 +60,9 @@ func (c *Cache) CanAttendPrefill() bool {
 func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int, scale float32, out []float32, os int, sc *PrefillScratch, sink RowSink) {
 	h := c.h(layer, kvHead)
 	d, be := c.pool.headDim, c.pool.blockEntries
+	if n < 1 || n > h.n || d%16 != 0 {
+		panic(fmt.Sprintf("kvcache: AttendPrefill of %d tokens over %d kept entries of dim %d", n, h.n, d))
+	}
 	total := h.n
 	base := total - n
 	l16 := (total + 15) &^ 15
