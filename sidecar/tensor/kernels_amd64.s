@@ -848,31 +848,26 @@ q6kdone:
 	VZEROUPPER
 	RET
 
-// One k step of gemm6x16AVX2 at byte offset OFF: the panel's 16 values
-// for this k (Y12, Y13) times each of the six activations' value at k,
-// broadcast (Y14/Y15 alternate so consecutive rows do not wait on one
-// register), into Y0–Y11.
+// One activation row's part of a gemm6x16AVX2 k step: its value at byte
+// OFF of the row at BASE, broadcast into YB, times the panel's 16 values
+// (Y12, Y13), into the row's accumulators A0, A1.
+#define G6ROW(BASE, OFF, YB, A0, A1) \
+	VBROADCASTSS OFF(BASE)(AX*1), YB \
+	VFMADD231PS  YB, Y12, A0 \
+	VFMADD231PS  YB, Y13, A1
+
+// One k step at byte offset OFF: the panel's 16 values for this k, then
+// the six rows (Y14/Y15 alternate so consecutive rows do not wait on one
+// register).
 #define G6STEP(OFF) \
-	VMOVUPS      (OFF*16)(SI), Y12 \
-	VMOVUPS      (OFF*16+32)(SI), Y13 \
-	VBROADCASTSS OFF(R8)(AX*1), Y14 \
-	VFMADD231PS  Y14, Y12, Y0 \
-	VFMADD231PS  Y14, Y13, Y1 \
-	VBROADCASTSS OFF(R10)(AX*1), Y15 \
-	VFMADD231PS  Y15, Y12, Y2 \
-	VFMADD231PS  Y15, Y13, Y3 \
-	VBROADCASTSS OFF(R11)(AX*1), Y14 \
-	VFMADD231PS  Y14, Y12, Y4 \
-	VFMADD231PS  Y14, Y13, Y5 \
-	VBROADCASTSS OFF(R12)(AX*1), Y15 \
-	VFMADD231PS  Y15, Y12, Y6 \
-	VFMADD231PS  Y15, Y13, Y7 \
-	VBROADCASTSS OFF(R13)(AX*1), Y14 \
-	VFMADD231PS  Y14, Y12, Y8 \
-	VFMADD231PS  Y14, Y13, Y9 \
-	VBROADCASTSS OFF(R14)(AX*1), Y15 \
-	VFMADD231PS  Y15, Y12, Y10 \
-	VFMADD231PS  Y15, Y13, Y11
+	VMOVUPS (OFF*16)(SI), Y12 \
+	VMOVUPS (OFF*16+32)(SI), Y13 \
+	G6ROW(R8, OFF, Y14, Y0, Y1) \
+	G6ROW(R10, OFF, Y15, Y2, Y3) \
+	G6ROW(R11, OFF, Y14, Y4, Y5) \
+	G6ROW(R12, OFF, Y15, Y6, Y7) \
+	G6ROW(R13, OFF, Y14, Y8, Y9) \
+	G6ROW(R14, OFF, Y15, Y10, Y11)
 
 // c[j·cs : j·cs+16] += Yacc pair (row j of the block).
 #define G6STORE(YA, YB) \
