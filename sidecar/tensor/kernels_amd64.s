@@ -160,6 +160,30 @@ mvreduce: \
 	VZEROUPPER \
 	RET
 
+// Widens n (a multiple of 8) 16-bit floats at src to float32 at dst, eight
+// at a time through CVT (which loads (SI) into Y0).
+#define WIDEN16(CVT) \
+	MOVQ dst+0(FP), DI \
+	MOVQ src+8(FP), SI \
+	MOVQ n+16(FP), CX \
+	\
+w8: \
+	CMPQ    CX, $8 \
+	JL      wdone \
+	CVT \
+	VMOVUPS Y0, (DI) \
+	ADDQ    $16, SI \
+	ADDQ    $32, DI \
+	SUBQ    $8, CX \
+	JMP     w8 \
+	\
+wdone: \
+	VZEROUPPER \
+	RET
+
+#define CVTF16 VCVTPH2PS (SI), Y0
+#define CVTBF16 VPMOVZXWD (SI), Y0; VPSLLD $16, Y0, Y0
+
 // func dotAVX2(a, b *float32, n int) float32
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
@@ -404,23 +428,7 @@ ahdone:
 
 // func f16ToF32sAVX2(dst *float32, src *uint16, n int)
 TEXT ·f16ToF32sAVX2(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-
-c8:
-	CMPQ      CX, $8
-	JL        cdone
-	VCVTPH2PS (SI), Y0
-	VMOVUPS   Y0, (DI)
-	ADDQ      $16, SI
-	ADDQ      $32, DI
-	SUBQ      $8, CX
-	JMP       c8
-
-cdone:
-	VZEROUPPER
-	RET
+	WIDEN16(CVTF16)
 
 // func f32ToF16sAVX2(dst *uint16, src *float32, n int)
 TEXT ·f32ToF16sAVX2(SB), NOSPLIT, $0-24
@@ -1209,27 +1217,9 @@ dq40done:
 	RET
 
 // func bf16ToF32sAVX2(dst *float32, src *uint16, n int)
-// n (a multiple of 8) bfloat16 values to float32: the 16 bits become the
-// high half of each word, exactly.
+// The 16 bits of a bfloat16 become the high half of the float32, exactly.
 TEXT ·bf16ToF32sAVX2(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-
-bfloop:
-	CMPQ      CX, $8
-	JL        bfdone
-	VPMOVZXWD (SI), Y0
-	VPSLLD    $16, Y0, Y0
-	VMOVUPS   Y0, (DI)
-	ADDQ      $16, SI
-	ADDQ      $32, DI
-	SUBQ      $8, CX
-	JMP       bfloop
-
-bfdone:
-	VZEROUPPER
-	RET
+	WIDEN16(CVTBF16)
 
 // func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
 // nb Q8_0 blocks (f16 scale, 32 int8) to float32: sign-extend, convert,
