@@ -589,9 +589,7 @@ TEXT ·sumMaskedF16AVX2(SB), NOSPLIT, $0-48
 	VMOVD        CX, X10
 	VPBROADCASTD X10, Y10       // n
 	VMOVDQU      laneIndex<>(SB), Y11 // each lane's entry index
-	MOVL         $8, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
+	BCAST32($8, X13, Y13)
 	VXORPS       Y7, Y7, Y7
 	VXORPS       Y12, Y12, Y12
 

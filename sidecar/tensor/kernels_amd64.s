@@ -488,15 +488,9 @@ TEXT ·vdQ4_0RowsAVX2(SB), NOSPLIT, $0-56
 	MOVQ          out+0(FP), R14
 	MOVQ          w+8(FP), R15
 	MOVQ          n+16(FP), R12
-	MOVL          $0x00010001, AX
-	VMOVD         AX, X15
-	VPBROADCASTD  X15, Y15
-	MOVL          $0x0f0f0f0f, AX
-	VMOVD         AX, X14
-	VPBROADCASTD  X14, Y14
-	MOVL          $0x08080808, AX
-	VMOVD         AX, X13
-	VPBROADCASTD  X13, Y13
+	BCAST32($0x00010001, X15, Y15)
+	BCAST32($0x0f0f0f0f, X14, Y14)
+	BCAST32($0x08080808, X13, Y13)
 
 q4row:
 	MOVQ          R15, SI
@@ -596,9 +590,7 @@ TEXT ·vdQ4KRowsAVX2(SB), NOSPLIT, $8-64
 	MOVQ          n+16(FP), AX
 	LEAQ          (R14)(AX*4), AX
 	MOVQ          AX, end-8(SP)
-	MOVL          $0x0f0f0f0f, AX
-	VMOVD         AX, X15
-	VPBROADCASTD  X15, Y15
+	BCAST32($0x0f0f0f0f, X15, Y15)
 
 q4krow:
 	MOVQ          R15, SI
@@ -719,12 +711,8 @@ TEXT ·vdQ6KRowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ          out+0(FP), R14
 	MOVQ          w+8(FP), R15
 	MOVQ          n+16(FP), R12
-	MOVL          $0x0f0f0f0f, AX
-	VMOVD         AX, X15
-	VPBROADCASTD  X15, Y15
-	MOVL          $0x30303030, AX
-	VMOVD         AX, X13
-	VPBROADCASTD  X13, Y13
+	BCAST32($0x0f0f0f0f, X15, Y15)
+	BCAST32($0x30303030, X13, Y13)
 
 q6krow:
 	MOVQ          R15, SI
@@ -1049,9 +1037,7 @@ TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $64-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         nb+16(FP), CX
-	MOVL         $0x0f, AX
-	VMOVD        AX, X15
-	VPBROADCASTD X15, Y15
+	BCAST32($0x0f, X15, Y15)
 
 dq4kloop:
 	TESTQ CX, CX
@@ -1120,15 +1106,9 @@ TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $64-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         nb+16(FP), CX
-	MOVL         $0x0f, AX
-	VMOVD        AX, X15
-	VPBROADCASTD X15, Y15
-	MOVL         $3, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
-	MOVL         $32, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
+	BCAST32($0x0f, X15, Y15)
+	BCAST32($3, X14, Y14)
+	BCAST32($32, X13, Y13)
 
 dq6kloop:
 	TESTQ CX, CX
@@ -1184,12 +1164,8 @@ TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         nb+16(FP), CX
-	MOVL         $0x0f, AX
-	VMOVD        AX, X15
-	VPBROADCASTD X15, Y15
-	MOVL         $8, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
+	BCAST32($0x0f, X15, Y15)
+	BCAST32($8, X14, Y14)
 
 dq40loop:
 	TESTQ        CX, CX
@@ -1288,9 +1264,7 @@ TEXT ·vdQ8_0RowsAVX2(SB), NOSPLIT, $0-72
 	MOVQ         w+8(FP), R11
 	MOVQ         n+16(FP), R12
 	MOVQ         f16+64(FP), R14
-	MOVL         $0x00010001, AX
-	VMOVD        AX, X15
-	VPBROADCASTD X15, Y15
+	BCAST32($0x00010001, X15, Y15)
 
 qrrow:
 	MOVQ        R11, SI
