@@ -126,9 +126,8 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 				x, xs, o, ostride = sc.qpad, d, sc.opad, d
 			}
 			s := sc.s[g*tile*lt16 : (g+1)*tile*lt16]
-			clear(s)
 			for p := 0; p < lt16/16; p++ {
-				tensor.Gemm6x16(sc.kt[p*16*d:], d, x, xs, s[16*p:], lt16)
+				tensor.Gemm6x16(sc.kt[p*16*d:], d, x, xs, s[16*p:], lt16, false)
 			}
 			for j := range tile {
 				row := s[j*lt16 : (j+1)*lt16]
@@ -139,10 +138,9 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 				tensor.Scale(scale, row[:limit])
 				sc.lse[g*tile+j] = tensor.SoftmaxLSE(row[:limit])
 				clear(row[limit:])
-				clear(o[j*ostride : j*ostride+d])
 			}
 			for cb := range nc {
-				tensor.Gemm6x16(sc.vp[cb*l16*16:], lt16, s, lt16, o[16*cb:], ostride)
+				tensor.Gemm6x16(sc.vp[cb*l16*16:], lt16, s, lt16, o[16*cb:], ostride, false)
 			}
 			if padded {
 				for j := range nt {

@@ -42,6 +42,9 @@ func TestAttendPrefillMatchesAttend(t *testing.T) {
 				const scale = 0.3
 				var sc PrefillScratch
 				got, want := make([]float32, len(q)), make([]float32, len(q))
+				for i := range got {
+					got[i] = float32(math.NaN()) // AttendPrefill must overwrite its outputs
+				}
 				for kh := range kvHeads {
 					off := kh * c.groups * c.d
 					sink := &rowRecorder{}

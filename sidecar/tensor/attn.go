@@ -292,11 +292,12 @@ func PackPanel(panel, src []float32, ss, k int) {
 	kern.packPanel(panel, src, ss, k)
 }
 
-// Gemm6x16 adds six rows of products into c: c[j*cs+i] += Σ_kk
-// x[j*xs+kk]·panel[kk*16+i] for j < 6, i < 16, kk < k.
-func Gemm6x16(panel []float32, k int, x []float32, xs int, c []float32, cs int) {
+// Gemm6x16 writes six rows of products into c: c[j*cs+i] = Σ_kk
+// x[j*xs+kk]·panel[kk*16+i] for j < 6, i < 16, kk < k, or adds them to c
+// with add.
+func Gemm6x16(panel []float32, k int, x []float32, xs int, c []float32, cs int, add bool) {
 	if k < 0 || len(panel) < 16*k || (k > 0 && len(x) < 5*xs+k) || len(c) < 5*cs+16 {
 		panic(fmt.Sprintf("tensor: Gemm6x16: k %d, panel %d, x %d (stride %d), c %d (stride %d)", k, len(panel), len(x), xs, len(c), cs))
 	}
-	kern.gemm6x16(panel, k, x, xs, c, cs)
+	kern.gemm6x16(panel, k, x, xs, c, cs, add)
 }

@@ -33,10 +33,10 @@ type kernelSet struct {
 	vdQ6K     func(w []byte, qs []int8, d []float32, bs16 []int16) float32
 	vdQ6KRows func(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 []int16)
 
-	// gemm6x16 adds a 6×16 block of products into c: c[j*cs+i] +=
-	// Σ_kk x[j*xs+kk]·wp[kk*16+i], six activation rows (xs apart) against
-	// a panel of 16 weight rows packed k-major (MatMul).
-	gemm6x16 func(wp []float32, k int, x []float32, xs int, c []float32, cs int)
+	// gemm6x16 adds (add) or stores a 6×16 block of products into c:
+	// c[j*cs+i] (+)= Σ_kk x[j*xs+kk]·wp[kk*16+i], six activation rows (xs
+	// apart) against a panel of 16 weight rows packed k-major (MatMul).
+	gemm6x16 func(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool)
 	// packPanel writes gemm6x16's panel from 16 row-major weight rows ss
 	// apart: panel[kk*16+i] = src[i*ss+kk] for kk < k.
 	packPanel func(panel, src []float32, ss, k int)
@@ -158,12 +158,20 @@ func packPanelCols(panel, src []float32, ss, k0, k int) {
 	}
 }
 
-func gemm6x16Go(wp []float32, k int, x []float32, xs int, c []float32, cs int) {
+func gemm6x16Go(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool) {
 	for j := range 6 {
 		xj, cj := x[j*xs:j*xs+k], c[j*cs:j*cs+16]
+		var acc [16]float32
 		for kk, v := range xj {
 			for i, w := range wp[kk*16 : kk*16+16] {
-				cj[i] += v * w
+				acc[i] += v * w
+			}
+		}
+		for i, v := range acc {
+			if add {
+				cj[i] += v
+			} else {
+				cj[i] = v
 			}
 		}
 	}

@@ -73,7 +73,7 @@ func bf16ToF32sAVX2(dst *float32, src *uint16, n int)
 func packPanelAVX2(panel *float32, src *float32, ss int, k8 int)
 
 //go:noescape
-func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int)
+func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int, add bool)
 
 //go:noescape
 func dequantQ8_0AVX2(dst *float32, src *byte, nb int)
@@ -442,12 +442,14 @@ func packPanelAVX2Go(panel, src []float32, ss, k int) {
 	packPanelCols(panel, src, ss, 8*k8, k)
 }
 
-func gemm6x16AVX2Go(wp []float32, k int, x []float32, xs int, c []float32, cs int) {
+func gemm6x16AVX2Go(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool) {
+	_ = c[5*cs+15]
 	if k == 0 {
+		gemm6x16Go(wp, k, x, xs, c, cs, add)
 		return
 	}
-	_, _, _ = wp[16*k-1], x[5*xs+k-1], c[5*cs+15]
-	gemm6x16AVX2(&wp[0], k, &x[0], xs, &c[0], cs)
+	_, _ = wp[16*k-1], x[5*xs+k-1]
+	gemm6x16AVX2(&wp[0], k, &x[0], xs, &c[0], cs, add)
 }
 
 func dequantQ4KAVX2Go(dst []float32, src []byte) {

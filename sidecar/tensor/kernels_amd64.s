@@ -866,22 +866,30 @@ q6kdone:
 	G6ROW(R14, OFF, Y15, Y10, Y11)
 
 // c[j·cs : j·cs+16] += Yacc pair (row j of the block).
-#define G6STORE(YA, YB) \
+#define G6ADD(YA, YB) \
 	VADDPS  (DI), YA, YA \
 	VMOVUPS YA, (DI) \
 	VADDPS  32(DI), YB, YB \
 	VMOVUPS YB, 32(DI) \
 	ADDQ    R9, DI
 
-// func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int)
+// c[j·cs : j·cs+16] = Yacc pair.
+#define G6SET(YA, YB) \
+	VMOVUPS YA, (DI) \
+	VMOVUPS YB, 32(DI) \
+	ADDQ    R9, DI
+
+// func gemm6x16AVX2(wp *float32, k int, x *float32, xs int, c *float32, cs int, add bool)
 //
-// c[j*cs+i] += Σ_kk x[j*xs+kk] · wp[kk*16+i] for j < 6, i < 16, kk < k:
+// c[j*cs+i] (+)= Σ_kk x[j*xs+kk] · wp[kk*16+i] for j < 6, i < 16, kk < k
+// (added to c with add, else stored, so a first k chunk needs no cleared
+// output):
 // six activation rows against a packed panel of 16 weight rows (k-major,
 // 16 values per k). The broadcast form keeps the 6×16 block in twelve
 // accumulators for the whole k range, so unlike a dot-product kernel there
 // is no horizontal sum at all, and each k costs 2 panel loads and 6
 // broadcasts per 12 FMAs.
-TEXT ·gemm6x16AVX2(SB), NOSPLIT, $0-48
+TEXT ·gemm6x16AVX2(SB), NOSPLIT, $0-49
 	MOVQ wp+0(FP), SI
 	MOVQ k+8(FP), CX
 	MOVQ x+16(FP), R8
@@ -913,15 +921,27 @@ g6one:
 	G6STEP(0)
 
 g6store:
-	MOVQ c+32(FP), DI
-	MOVQ cs+40(FP), R9
-	SHLQ $2, R9
-	G6STORE(Y0, Y1)
-	G6STORE(Y2, Y3)
-	G6STORE(Y4, Y5)
-	G6STORE(Y6, Y7)
-	G6STORE(Y8, Y9)
-	G6STORE(Y10, Y11)
+	MOVQ   c+32(FP), DI
+	MOVQ   cs+40(FP), R9
+	SHLQ   $2, R9
+	CMPB   add+48(FP), $0
+	JEQ    g6set
+	G6ADD(Y0, Y1)
+	G6ADD(Y2, Y3)
+	G6ADD(Y4, Y5)
+	G6ADD(Y6, Y7)
+	G6ADD(Y8, Y9)
+	G6ADD(Y10, Y11)
+	VZEROUPPER
+	RET
+
+g6set:
+	G6SET(Y0, Y1)
+	G6SET(Y2, Y3)
+	G6SET(Y4, Y5)
+	G6SET(Y6, Y7)
+	G6SET(Y8, Y9)
+	G6SET(Y10, Y11)
 	VZEROUPPER
 	RET
 

@@ -257,10 +257,8 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 	for tile := lo; tile < hi; tile++ {
 		r0 := tile * mmTileRows
 		mr := min(mmTileRows, rows-r0)
-		for j := range n {
-			clear(t.out[j*rows+r0 : j*rows+r0+mr])
-		}
 		for kc := 0; kc < cols; kc += mmTileK {
+			add := kc > 0 // the first k chunk writes out, the rest add
 			kl := min(mmTileK, cols-kc)
 			b0, b1 := w.Type.RowBytes(kc), w.Type.RowBytes(kc+kl)
 			for i := range mmTileRows {
@@ -287,14 +285,17 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 					x, xs = ws.xpad, mmTileK
 				}
 				if nr == mmGroup && mr == mmTileRows {
-					k.gemm6x16(panel, kl, x, xs, t.out[j0*rows+r0:], rows)
+					k.gemm6x16(panel, kl, x, xs, t.out[j0*rows+r0:], rows, add)
 					continue
 				}
 				c := ws.block
-				clear(c)
-				k.gemm6x16(panel, kl, x, xs, c, mmTileRows)
+				k.gemm6x16(panel, kl, x, xs, c, mmTileRows, false)
 				for j := range nr {
 					o := t.out[(j0+j)*rows+r0 : (j0+j)*rows+r0+mr]
+					if !add {
+						copy(o, c[j*mmTileRows:])
+						continue
+					}
 					for i := range o {
 						o[i] += c[j*mmTileRows+i]
 					}

@@ -471,6 +471,9 @@ func TestMatMul(t *testing.T) {
 					m, deq := makeMatrix(r, dt, sh.rows, cols)
 					x := randVec(r, n*cols)
 					out := make([]float32, n*sh.rows)
+					for i := range out {
+						out[i] = float32(math.NaN()) // MatMul must overwrite, not add to, what it finds
+					}
 					MatMul(p, out, m, x, n)
 					for j := range n {
 						xj := x[j*cols : (j+1)*cols]
