@@ -59,7 +59,7 @@ func (c *Cache) CanAttendPrefill() bool {
 // written them (FastGen's profiler, attention observers).
 func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int, scale float32, out []float32, os int, sc *PrefillScratch, sink RowSink) {
 	h := c.h(layer, kvHead)
-	d, be := c.pool.headDim, c.pool.blockEntries
+	d := c.pool.headDim
 	if n < 1 || n > h.n || d%16 != 0 {
 		panic(fmt.Sprintf("kvcache: AttendPrefill of %d tokens over %d kept entries of dim %d", n, h.n, d))
 	}
@@ -71,36 +71,17 @@ func (c *Cache) AttendPrefill(layer, kvHead int, q []float32, qs, groups, n int,
 	// Keys as k-major panels of 16 entries, values as 16-column panels
 	// (entry-major), both zero past the last entry.
 	nc := d / 16
+	rows := sc.rows[:16*d]
 	for p := 0; p < l16/16; p++ {
-		for _, keys := range []bool{true, false} {
-			rows := sc.rows[:16*d]
-			for i := range 16 {
-				e := 16*p + i
-				r := rows[i*d : (i+1)*d]
-				if e >= total {
-					clear(r)
-					continue
-				}
-				b, j := &h.blocks[e/be], e%be
-				switch {
-				case c.pool.dtype == F16 && keys:
-					tensor.F16ToF32s(r, b.kh[j*d:(j+1)*d])
-				case c.pool.dtype == F16:
-					tensor.F16ToF32s(r, b.vh[j*d:(j+1)*d])
-				case keys:
-					copy(r, b.kf[j*d:(j+1)*d])
-				default:
-					copy(r, b.vf[j*d:(j+1)*d])
-				}
-			}
-			if keys {
-				tensor.PackPanel(sc.kt[p*16*d:], rows, d, d)
-				continue
-			}
-			for i := range 16 {
-				for cb := range nc {
-					copy(sc.vp[(cb*l16+16*p+i)*16:][:16], rows[i*d+16*cb:][:16])
-				}
+		lo, hi := 16*p, min(16*p+16, total)
+		c.rowsF32(h, lo, hi, false, rows)
+		clear(rows[(hi-lo)*d:])
+		tensor.PackPanel(sc.kt[p*16*d:], rows, d, d)
+		c.rowsF32(h, lo, hi, true, rows)
+		clear(rows[(hi-lo)*d:])
+		for i := range 16 {
+			for cb := range nc {
+				copy(sc.vp[(cb*l16+lo+i)*16:][:16], rows[i*d+16*cb:][:16])
 			}
 		}
 	}

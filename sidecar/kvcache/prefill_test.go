@@ -17,7 +17,7 @@ func TestAttendPrefillMatchesAttend(t *testing.T) {
 	for _, dt := range []DType{F32, F16} {
 		for _, c := range []struct{ d, be, groups, hist, n int }{
 			{16, 16, 1, 0, 1}, {16, 16, 1, 0, 6}, {48, 16, 3, 40, 13}, {64, 64, 2, 100, 29},
-			{64, 5, 1, 17, 7}, {32, 16, 4, 0, 40}, {16, 16, 8, 9, 11},
+			{64, 5, 1, 17, 7}, {32, 5, 2, 60, 21}, {32, 16, 4, 0, 40}, {16, 16, 8, 9, 11},
 		} {
 			t.Run(fmt.Sprintf("%v/d%d/be%d/g%d/hist%d/n%d", dt, c.d, c.be, c.groups, c.hist, c.n), func(t *testing.T) {
 				const kvHeads = 2
