@@ -40,12 +40,10 @@ type kernelSet struct {
 	// packPanel writes gemm6x16's panel from 16 row-major weight rows ss
 	// apart: panel[kk*16+i] = src[i*ss+kk] for kk < k.
 	packPanel func(panel, src []float32, ss, k int)
-	// deqQ8_0 dequantizes whole Q8_0 blocks (MatMul's weight tiles).
-	deqQ8_0 func(dst []float32, src []byte)
-	// deqQ4K and deqQ6K dequantize whole super-blocks likewise.
-	deqQ4K  func(dst []float32, src []byte)
-	deqQ6K  func(dst []float32, src []byte)
-	deqQ4_0 func(dst []float32, src []byte)
+	// deqBlocks dequantizes whole blocks of a quantized type (MatMul's
+	// weight tiles) exactly as Dequantize does, and reports false for a
+	// type it has no faster code for (the portable set: all of them).
+	deqBlocks func(t DType, dst []float32, src []byte) bool
 	// bf16ToF32s widens len(dst) bfloat16 values.
 	bf16ToF32s func(dst []float32, src []uint16)
 	// quantAct rounds activations to int8 in blocks of bs (32 or 256)
@@ -102,10 +100,7 @@ var genericKernels = kernelSet{
 	vdQ6K:      vdQ6KGo,
 	gemm6x16:   gemm6x16Go,
 	packPanel:  packPanelGo,
-	deqQ8_0:    dequantQ8_0Go,
-	deqQ4K:     dequantQ4KGo,
-	deqQ6K:     dequantQ6KGo,
-	deqQ4_0:    dequantQ4_0Go,
+	deqBlocks:  func(DType, []float32, []byte) bool { return false },
 	bf16ToF32s: bf16ToF32sGo,
 	quantAct:   quantActGo,
 	fmaPeak:    fmaPeakGo,
@@ -201,32 +196,8 @@ func vdQ6KRowsGo(out []float32, w []byte, rb int, qs []int8, d []float32, bs16 [
 	}
 }
 
-func dequantQ4KGo(dst []float32, src []byte) {
-	for i := 0; i < len(dst)/qkK; i++ {
-		dequantBlockQ4K(dst[i*qkK:(i+1)*qkK], src[i*q4KBytes:])
-	}
-}
-
-func dequantQ6KGo(dst []float32, src []byte) {
-	for i := 0; i < len(dst)/qkK; i++ {
-		dequantBlockQ6K(dst[i*qkK:(i+1)*qkK], src[i*q6KBytes:])
-	}
-}
-
-func dequantQ4_0Go(dst []float32, src []byte) {
-	for i := 0; i < len(dst)/qk4_0; i++ {
-		dequantBlockQ4_0(dst[i*qk4_0:(i+1)*qk4_0], src[i*q4_0Bytes:])
-	}
-}
-
 func bf16ToF32sGo(dst []float32, src []uint16) {
 	for i, v := range src[:len(dst)] {
 		dst[i] = BF16ToF32(v)
-	}
-}
-
-func dequantQ8_0Go(dst []float32, src []byte) {
-	for i := 0; i < len(dst)/qk8_0; i++ {
-		dequantBlockQ8_0(dst[i*qk8_0:(i+1)*qk8_0], src[i*q8_0Bytes:])
 	}
 }

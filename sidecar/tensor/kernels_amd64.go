@@ -112,10 +112,7 @@ var avx2Kernels = kernelSet{
 	vdQ6K:      vdQ6KAVX2Go,
 	gemm6x16:   gemm6x16AVX2Go,
 	packPanel:  packPanelAVX2Go,
-	deqQ8_0:    dequantQ8_0AVX2Go,
-	deqQ4K:     dequantQ4KAVX2Go,
-	deqQ6K:     dequantQ6KAVX2Go,
-	deqQ4_0:    dequantQ4_0AVX2Go,
+	deqBlocks:  dequantBlocksAVX2,
 	bf16ToF32s: bf16ToF32sAVX2Go,
 	quantAct:   quantActAVX2Go,
 	fmaPeak:    fmaPeakAVX2,
@@ -452,33 +449,6 @@ func gemm6x16AVX2Go(wp []float32, k int, x []float32, xs int, c []float32, cs in
 	gemm6x16AVX2(&wp[0], k, &x[0], xs, &c[0], cs, add)
 }
 
-func dequantQ4KAVX2Go(dst []float32, src []byte) {
-	nb := len(dst) / qkK
-	if nb == 0 {
-		return
-	}
-	_ = src[nb*q4KBytes-1]
-	dequantQ4KAVX2(&dst[0], &src[0], nb)
-}
-
-func dequantQ6KAVX2Go(dst []float32, src []byte) {
-	nb := len(dst) / qkK
-	if nb == 0 {
-		return
-	}
-	_ = src[nb*q6KBytes-1]
-	dequantQ6KAVX2(&dst[0], &src[0], nb)
-}
-
-func dequantQ4_0AVX2Go(dst []float32, src []byte) {
-	nb := len(dst) / qk4_0
-	if nb == 0 {
-		return
-	}
-	_ = src[nb*q4_0Bytes-1]
-	dequantQ4_0AVX2(&dst[0], &src[0], nb)
-}
-
 func bf16ToF32sAVX2Go(dst []float32, src []uint16) {
 	n := len(dst) &^ 7
 	if n > 0 {
@@ -488,11 +458,26 @@ func bf16ToF32sAVX2Go(dst []float32, src []uint16) {
 	bf16ToF32sGo(dst[n:], src[n:])
 }
 
-func dequantQ8_0AVX2Go(dst []float32, src []byte) {
-	nb := len(dst) / qk8_0
-	if nb == 0 {
-		return
+// dequantBlocksAVX2 is deqBlocks for the four block types with a vector
+// conversion; each assembly routine takes whole blocks.
+func dequantBlocksAVX2(t DType, dst []float32, src []byte) bool {
+	var conv func(dst *float32, src *byte, nb int)
+	switch t {
+	case Q8_0:
+		conv = dequantQ8_0AVX2
+	case Q4_0:
+		conv = dequantQ4_0AVX2
+	case Q4_K:
+		conv = dequantQ4KAVX2
+	case Q6_K:
+		conv = dequantQ6KAVX2
+	default:
+		return false
 	}
-	_, _ = dst[nb*qk8_0-1], src[nb*q8_0Bytes-1]
-	dequantQ8_0AVX2(&dst[0], &src[0], nb)
+	nb := len(dst) / t.BlockSize()
+	if nb > 0 {
+		_ = src[t.RowBytes(nb*t.BlockSize())-1]
+		conv(&dst[0], &src[0], nb)
+	}
+	return true
 }

@@ -305,9 +305,9 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 	}
 }
 
-// dequantTile is Dequantize with vector paths for the float formats, whose
-// conversion would otherwise rival the micro-kernel's time at moderate batch
-// sizes. The reinterpretation needs natural alignment, which GGUF's 32-byte
+// dequantTile is Dequantize with vector paths (float formats, whole
+// quantized blocks), whose conversion would otherwise rival the
+// micro-kernel's time at moderate batch sizes. The reinterpretation needs natural alignment, which GGUF's 32-byte
 // tensor alignment gives; anything else takes the portable path.
 func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 	if len(dst) > 0 {
@@ -322,17 +322,7 @@ func dequantTile(k *kernelSet, t DType, src []byte, dst []float32) {
 		case t == F32 && addr%4 == 0 && isLittleEndian:
 			copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
 			return
-		case t == Q8_0 && len(dst)%qk8_0 == 0 && len(src) >= len(dst)/qk8_0*q8_0Bytes:
-			k.deqQ8_0(dst, src)
-			return
-		case t == Q4_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q4KBytes:
-			k.deqQ4K(dst, src)
-			return
-		case t == Q6_K && len(dst)%qkK == 0 && len(src) >= len(dst)/qkK*q6KBytes:
-			k.deqQ6K(dst, src)
-			return
-		case t == Q4_0 && len(dst)%qk4_0 == 0 && len(src) >= len(dst)/qk4_0*q4_0Bytes:
-			k.deqQ4_0(dst, src)
+		case t.BlockSize() > 1 && len(dst)%t.BlockSize() == 0 && len(src) >= t.RowBytes(len(dst)) && k.deqBlocks(t, dst, src):
 			return
 		}
 	}
