@@ -65,13 +65,12 @@ type State struct {
 	cos, sin           []float32 // batch × ropeDim/2
 	logits             []float32
 	attn               attnTask
-	attnPrompt         attnPromptTask
 	rows               rowTask
 	workerProbs        [][]float32 // per worker: groups × ctx
 	workerLSE          [][]float32 // per worker: groups
 	workerScratch      []kvcache.Scratch
 	workerPrompt       []kvcache.PrefillScratch
-	workerSink         []promptSink
+	workerSink         []rowSink
 }
 
 // NewState prepares working memory for decoding with m on pool's threads.
@@ -86,9 +85,7 @@ func NewState(m *Model, pool *tensor.Pool) *State {
 	}
 	s.workerScratch = make([]kvcache.Scratch, pool.Threads())
 	s.workerPrompt = make([]kvcache.PrefillScratch, pool.Threads())
-	s.workerSink = make([]promptSink, pool.Threads())
-	s.attn.s = s
-	s.attnPrompt.s = s
+	s.workerSink = make([]rowSink, pool.Threads())
 	s.grow(1)
 	return s
 }
@@ -181,15 +178,12 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 		if b.Profiler != nil {
 			b.Profiler.Begin(li, s.pool.Threads(), cache, scale)
 		}
+		s.attn = attnTask{s: s, cache: cache, layer: li, n: n, scale: scale, whole: wholePrompt, observe: b.Observe, obs: b.Attention, prof: b.Profiler}
 		if wholePrompt {
 			// The prompt attends as panel products, a KV head per task;
 			// a profiler or observer sees each token's rows as it goes.
-			s.attnPrompt.cache, s.attnPrompt.layer, s.attnPrompt.n, s.attnPrompt.scale = cache, li, n, scale
-			s.attnPrompt.prof, s.attnPrompt.obs = b.Profiler, b.Attention
-			s.pool.Parallel(c.KVHeads, 1, &s.attnPrompt)
+			s.pool.Parallel(c.KVHeads, 1, &s.attn)
 		} else {
-			s.attn.cache, s.attn.layer, s.attn.n, s.attn.scale, s.attn.observe, s.attn.obs = cache, li, n, scale, b.Observe, b.Attention
-			s.attn.prof = b.Profiler
 			// Keep ≥ ~16k multiply-adds per chunk so that short contexts and
 			// tiny heads do not pay a worker wake-up per (token, head).
 			work := max(1, (cache.Kept(li, 0)-n/2)*c.HeadDim*c.Groups()*2)
@@ -347,42 +341,16 @@ func (s *State) rope(row []float32, heads, i int) {
 // (AttendPrefill), one full tile of queries.
 const promptAttnMin = tensor.PanelRows
 
-// attnPromptTask attends a whole batch a KV head at a time (AttendPrefill).
-type attnPromptTask struct {
-	s     *State
-	cache *kvcache.Cache
-	layer int
-	n     int
-	scale float32
-	prof  Profiler
-	obs   AttentionObserver
-}
-
-func (t *attnPromptTask) Run(worker, lo, hi int) {
-	c := t.s.m.Config
-	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
-	var sink kvcache.RowSink
-	if t.prof != nil || t.obs != nil {
-		ps := &t.s.workerSink[worker]
-		*ps = promptSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
-		sink = ps
-	}
-	for kh := lo; kh < hi; kh++ {
-		off := kh * g * hd
-		t.cache.AttendPrefill(t.layer, kh, t.s.q[off:t.n*dim], dim, g, t.n, t.scale, t.s.att[off:t.n*dim], dim, &t.s.workerPrompt[worker], sink)
-	}
-}
-
-// promptSink hands a worker's attention rows to the batch's profiler and
+// rowSink hands a worker's attention rows to the batch's profiler and
 // attention observer (either may be nil): AttendPrefill's through the
-// RowSink interface, attnTask's directly.
-type promptSink struct {
+// kvcache.RowSink interface, Attend's directly.
+type rowSink struct {
 	worker, layer int
 	prof          Profiler
 	obs           AttentionObserver
 }
 
-func (p *promptSink) PromptRow(kvHead, token int, probs, lse []float32, groups, limit int) {
+func (p *rowSink) PromptRow(kvHead, token int, probs, lse []float32, groups, limit int) {
 	if p.obs != nil {
 		p.obs.Attention(p.worker, p.layer, kvHead, token, probs, groups, limit)
 	}
@@ -391,15 +359,18 @@ func (p *promptSink) PromptRow(kvHead, token int, probs, lse []float32, groups, 
 	}
 }
 
-// attnTask attends every (token, KV head) pair of a batch; each pair is
-// independent, so they spread over the pool. A long-lived struct passed by
-// pointer keeps the hot loop free of allocations.
+// attnTask attends a batch: every (token, KV head) pair on its own
+// (Attend; pairs are independent, so they spread over the pool), or with
+// whole, a KV head's tokens at once as panel products (AttendPrefill). A
+// long-lived struct passed by pointer keeps the hot loop free of
+// allocations.
 type attnTask struct {
 	s       *State
 	cache   *kvcache.Cache
 	layer   int
 	n       int
 	scale   float32
+	whole   bool
 	observe bool
 	obs     AttentionObserver
 	prof    Profiler
@@ -408,8 +379,21 @@ type attnTask struct {
 func (t *attnTask) Run(worker, lo, hi int) {
 	c := t.s.m.Config
 	g, hd, dim := c.Groups(), c.HeadDim, c.Dim
+	if t.whole {
+		var sink kvcache.RowSink
+		if t.prof != nil || t.obs != nil {
+			ps := &t.s.workerSink[worker]
+			*ps = rowSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
+			sink = ps
+		}
+		for kh := lo; kh < hi; kh++ {
+			off := kh * g * hd
+			t.cache.AttendPrefill(t.layer, kh, t.s.q[off:t.n*dim], dim, g, t.n, t.scale, t.s.att[off:t.n*dim], dim, &t.s.workerPrompt[worker], sink)
+		}
+		return
+	}
 	probs, lse := t.s.workerProbs[worker], t.s.workerLSE[worker]
-	rows := promptSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
+	rows := rowSink{worker: worker, layer: t.layer, prof: t.prof, obs: t.obs}
 	for item := lo; item < hi; item++ {
 		i, kh := item/c.KVHeads, item%c.KVHeads
 		// The batch's keys were appended in order after what the head kept.
