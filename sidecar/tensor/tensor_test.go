@@ -465,8 +465,11 @@ func TestMatMul(t *testing.T) {
 			for _, sh := range []struct{ rows, blocks int }{{1, 1}, {13, 3}, {37, 2}, {70, 3}} {
 				for _, n := range []int{1, 2, 3, 4, 5, 7, 11} {
 					cols := colsFor(dt, sh.blocks)
-					if dt.BlockSize() == 1 && sh.blocks == 3 {
+					switch {
+					case dt.BlockSize() == 1 && sh.blocks == 3:
 						cols = 2*mmTileK + 9 // crosses K tiles with a tail
+					case sh.blocks == 3:
+						cols = mmTileK + colsFor(dt, 3) // a whole K tile and a short one
 					}
 					m, deq := makeMatrix(r, dt, sh.rows, cols)
 					x := randVec(r, n*cols)
