@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,13 @@ func TestLoadtestInProcess(t *testing.T) {
 		}
 	}
 	sv := res.Server
+	if sv.GoroutinesAfter > sv.GoroutinesBefore {
+		// Client and server share this process, so the stacks say which
+		// side kept a goroutine.
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Log(b.String())
+	}
 	if sv.KVPoolInUseAfter != 0 || sv.SessionsActiveAfter != 0 || sv.GoroutinesAfter > sv.GoroutinesBefore || sv.WSConnectionsAfter != 0 {
 		t.Fatalf("server not idle after the run: %+v", sv)
 	}
