@@ -227,10 +227,10 @@ func r0(r, rb int) int { return r * rb }
 //
 // Each kernel call reads six activation rows mmTileK long from L3 (a
 // prompt's activations outgrow L2). Longer chunks mean longer sequential
-// reads: 512-prompt prefill measured 1.1B Q8_0 78% / 82.5% / 84.5% / 86.5%
-// of the FMA peak at 256 / 512 / 1024 / 2048 columns, 4096 no better, and
-// 110M +1–4% from 512 to 2048 (docs/performance.md). A multiple of every
-// block size (256).
+// reads: 512-token prefill of 1.1B Q8_0 measured 78–79%, 82–83%, 84–85%
+// and 84–88% of the FMA peak at 256, 512, 1024 and 2048 columns, 4096 no
+// better, and 110M +1–4% from 512 to 2048 (docs/performance.md). A
+// multiple of every block size (256).
 const (
 	mmTileRows = 16 // gemm6x16's panel width
 	mmGroup    = 6  // gemm6x16's activation rows
