@@ -23,50 +23,53 @@ func BenchmarkStories(b *testing.B) {
 	pool := tensor.NewPool(2)
 	defer pool.Close()
 	c := m.Config
-	kp := kvcache.NewPool(c.HeadDim, kvcache.F32, 0, c.Layers*c.KVHeads*512/kvcache.DefaultBlockEntries)
-	cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, MaxLen: c.Ctx}
-	tok := []int{1}
-	flags := make([]kvcache.Flags, 1)
-	b.Run("decode", func(b *testing.B) {
-		st := NewState(m, pool)
-		cache := kvcache.New(cfg, kp)
-		defer func() { cache.Close() }()
-		const steps = 256 // tokens per sequence, then start over
-		b.ReportAllocs()
-		cpu0 := cpuTime()
-		for i := 0; b.Loop(); i++ {
-			if cache.Len() >= steps {
-				b.StopTimer()
-				cache.Close()
-				cache = kvcache.New(cfg, kp)
-				b.StartTimer()
-			}
-			if _, err := st.Forward(cache, Batch{Tokens: tok, Flags: flags, Observe: true}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-		b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "tok/cpu-s")
-	})
-	b.Run("prefill256", func(b *testing.B) {
-		st := NewState(m, pool)
-		const n = 256
-		toks := make([]int, n)
-		for i := range toks {
-			toks[i] = 1 + i%(c.Vocab-1)
-		}
-		fl := make([]kvcache.Flags, n)
-		cpu0 := cpuTime()
-		for b.Loop() {
+	// f16 is the product's default cache; f32 the reference runs'.
+	for _, dt := range []kvcache.DType{kvcache.F16, kvcache.F32} {
+		kp := kvcache.NewPool(c.HeadDim, dt, 0, c.Layers*c.KVHeads*512/kvcache.DefaultBlockEntries)
+		cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, MaxLen: c.Ctx}
+		tok := []int{1}
+		flags := make([]kvcache.Flags, 1)
+		b.Run(dt.String()+"/decode", func(b *testing.B) {
+			st := NewState(m, pool)
 			cache := kvcache.New(cfg, kp)
-			if _, err := st.Forward(cache, Batch{Tokens: toks, Flags: fl}); err != nil {
-				b.Fatal(err)
+			defer func() { cache.Close() }()
+			const steps = 256 // tokens per sequence, then start over
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for i := 0; b.Loop(); i++ {
+				if cache.Len() >= steps {
+					b.StopTimer()
+					cache.Close()
+					cache = kvcache.New(cfg, kp)
+					b.StartTimer()
+				}
+				if _, err := st.Forward(cache, Batch{Tokens: tok, Flags: flags, Observe: true}); err != nil {
+					b.Fatal(err)
+				}
 			}
-			cache.Close()
-		}
-		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
-		b.ReportMetric(float64(n*b.N)/(cpuTime()-cpu0).Seconds(), "tok/cpu-s")
-	})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+			b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "tok/cpu-s")
+		})
+		b.Run(dt.String()+"/prefill256", func(b *testing.B) {
+			st := NewState(m, pool)
+			const n = 256
+			toks := make([]int, n)
+			for i := range toks {
+				toks[i] = 1 + i%(c.Vocab-1)
+			}
+			fl := make([]kvcache.Flags, n)
+			cpu0 := cpuTime()
+			for b.Loop() {
+				cache := kvcache.New(cfg, kp)
+				if _, err := st.Forward(cache, Batch{Tokens: toks, Flags: fl}); err != nil {
+					b.Fatal(err)
+				}
+				cache.Close()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+			b.ReportMetric(float64(n*b.N)/(cpuTime()-cpu0).Seconds(), "tok/cpu-s")
+		})
+	}
 }
 
 // cpuTime is the process's user+system time: on a machine shared with
