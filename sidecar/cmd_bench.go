@@ -86,7 +86,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	threshold := fs.Float64("threshold", 0.98, "FastGen threshold T with --kv fastgen")
 	// llama.cpp caches K/V in f16 by default; so does bench, so that decode
 	// reads comparable KV bytes beside the weights.
-	cacheType := fs.String("cache-type", "f16", "KV cache element type: f16 or f32")
+	cacheType := fs.String("cache-type", kvcache.DefaultDType.String(), "KV cache element type: f16 or f32")
 	kvBlock := fs.Int("kv-block", kvcache.DefaultBlockEntries, "entries per KV cache block")
 	budget := fs.String("budget", "", "kept budget of a baseline cache: a ratio or a token count")
 	asJSON := fs.Bool("json", false, "one JSON object per run")

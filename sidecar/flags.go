@@ -27,7 +27,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.tokenizer, "tokenizer", "", "llama2.c tokenizer.bin (default: beside a .bin checkpoint)")
 	fs.IntVar(&m.ctx, "ctx", 0, "context length (0 = the model file's)")
 	fs.IntVar(&m.threads, "threads", runtime.NumCPU(), "compute threads")
-	fs.StringVar(&m.cacheType, "cache-type", "f16", "KV cache element type: f16 (half the memory, llama.cpp's default) or f32 (float32 throughout, as the reference runs)")
+	fs.StringVar(&m.cacheType, "cache-type", kvcache.DefaultDType.String(), "KV cache element type: f16 (half the memory, llama.cpp's default) or f32 (float32 throughout, as the reference runs)")
 	fs.IntVar(&m.blockEntries, "kv-block", kvcache.DefaultBlockEntries, "entries per KV cache block")
 	fs.StringVar(&m.device, "device", "cpu", deviceHelp)
 	fs.BoolVar(&m.noMmap, "no-mmap", false, noMmapHelp)

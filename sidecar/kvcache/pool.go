@@ -29,6 +29,12 @@ func (d DType) String() string {
 	return fmt.Sprintf("dtype(%d)", d)
 }
 
+// DefaultDType is the element type the commands store K and V in unless
+// told otherwise: llama.cpp's default, half the memory of f32. (The zero
+// value, F32, stays what a bare Options or NewPool call gets: float32
+// throughout, as the reference runs.)
+const DefaultDType = F16
+
 // ParseDType reads a cache dtype name as given on the command line.
 func ParseDType(s string) (DType, error) {
 	switch s {
