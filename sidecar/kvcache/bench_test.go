@@ -101,8 +101,15 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 // TestDecodeStepsDoNotAllocate pins the zero-allocation promise of the
-// decode path in steady state.
+// decode path in steady state, for both element types (f16 is the
+// commands' default, f32 the reference runs').
 func TestDecodeStepsDoNotAllocate(t *testing.T) {
+	for _, dt := range []DType{F16, F32} {
+		testDecodeStepsDoNotAllocate(t, dt)
+	}
+}
+
+func testDecodeStepsDoNotAllocate(t *testing.T, dt DType) {
 	const d, groups = 16, 2
 	for _, pol := range []Policy{
 		{Keep: Special | Punct | Frequent | Local, Window: Budget{Tokens: 40}, Frequent: Budget{Ratio: 0.3}},
@@ -110,7 +117,7 @@ func TestDecodeStepsDoNotAllocate(t *testing.T) {
 		{Keep: Sink | Local, Sinks: 4, Window: Budget{Tokens: 30}},
 		FullPolicy,
 	} {
-		pool := NewPool(d, F32, 4, 0)
+		pool := NewPool(d, dt, 4, 0)
 		c := New(Config{Layers: 1, KVHeads: 1, Seed: 2}, pool)
 		f := &fixture{t: t, pool: pool, c: c}
 		f.prefill(make([]Flags, 200))
@@ -139,7 +146,7 @@ func TestDecodeStepsDoNotAllocate(t *testing.T) {
 			}
 		}
 		if a := testing.AllocsPerRun(100, step); a != 0 {
-			t.Errorf("%s: %v allocations per decode step", pol.Name(), a)
+			t.Errorf("%s, %s: %v allocations per decode step", dt, pol.Name(), a)
 		}
 	}
 }
