@@ -23,29 +23,17 @@ func BenchmarkStories(b *testing.B) {
 	pool := tensor.NewPool(2)
 	defer pool.Close()
 	c := m.Config
-	// f16 is the product's default cache; f32 the reference runs'.
-	for _, dt := range []kvcache.DType{kvcache.F16, kvcache.F32} {
+	// The commands' default cache, and float32 as the reference runs.
+	for _, dt := range []kvcache.DType{kvcache.DefaultDType, kvcache.F32} {
 		kp := kvcache.NewPool(c.HeadDim, dt, 0, c.Layers*c.KVHeads*512/kvcache.DefaultBlockEntries)
 		cfg := kvcache.Config{Layers: c.Layers, KVHeads: c.KVHeads, MaxLen: c.Ctx}
-		tok := []int{1}
-		flags := make([]kvcache.Flags, 1)
 		b.Run(dt.String()+"/decode", func(b *testing.B) {
-			st := NewState(m, pool)
-			cache := kvcache.New(cfg, kp)
-			defer func() { cache.Close() }()
-			const steps = 256 // tokens per sequence, then start over
+			d := newDecoder(NewState(m, pool), cfg, kp, 256) // tokens per sequence, then start over
+			defer d.close()
 			b.ReportAllocs()
 			cpu0 := cpuTime()
-			for i := 0; b.Loop(); i++ {
-				if cache.Len() >= steps {
-					b.StopTimer()
-					cache.Close()
-					cache = kvcache.New(cfg, kp)
-					b.StartTimer()
-				}
-				if _, err := st.Forward(cache, Batch{Tokens: tok, Flags: flags, Observe: true}); err != nil {
-					b.Fatal(err)
-				}
+			for b.Loop() {
+				d.step(b)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 			b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "tok/cpu-s")
