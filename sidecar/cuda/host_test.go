@@ -161,3 +161,63 @@ func TestWeightsByName(t *testing.T) {
 	}
 	_ = os.Remove(path)
 }
+
+// TestSlabsRandomChurn gets and puts blocks at random, as decode steps and
+// evictions do, and checks the pool's books after every operation: each
+// block handed out once, the counts, and no empty slab kept beyond what the
+// reserve needs.
+func TestSlabsRandomChurn(t *testing.T) {
+	const perSlab, reserve = 4, 6
+	live := map[uint64]bool{}
+	var next uint64 = 1 << 20
+	p := newSlabs(16, perSlab, reserve, func(n uint64) (uint64, error) {
+		b := next
+		next += n
+		live[b] = true
+		return b, nil
+	}, func(b uint64) error {
+		if !live[b] {
+			t.Fatalf("free of %#x, not a live slab", b)
+		}
+		delete(live, b)
+		return nil
+	})
+	rng := rand.New(rand.NewPCG(1, 2))
+	held := map[uint64]bool{}
+	var order []uint64
+	for step := 0; step < 20000; step++ {
+		if len(order) == 0 || rng.IntN(100) < 52 {
+			b, err := p.get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held[b] {
+				t.Fatalf("step %d: block %#x handed out twice", step, b)
+			}
+			held[b] = true
+			order = append(order, b)
+		} else {
+			n := 1 + rng.IntN(min(len(order), 9))
+			var bs []uint64
+			for range n {
+				i := rng.IntN(len(order))
+				bs = append(bs, order[i])
+				delete(held, order[i])
+				order[i] = order[len(order)-1]
+				order = order[:len(order)-1]
+			}
+			if err := p.put(bs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p.inUse != len(held) || p.idle != p.count*perSlab-len(held) || len(live) != p.count {
+			t.Fatalf("step %d: in use %d (held %d), idle %d, slabs %d (live %d)", step, p.inUse, len(held), p.idle, p.count, len(live))
+		}
+		if len(p.empty) > 0 && p.idle-perSlab >= reserve {
+			t.Fatalf("step %d: an empty slab is kept with %d other free blocks (reserve %d)", step, p.idle-perSlab, reserve)
+		}
+	}
+	if err := p.close(); err != nil || len(live) != 0 {
+		t.Fatalf("close left %d slabs (%v)", len(live), err)
+	}
+}

@@ -5,7 +5,9 @@ package cuda
 // and go every decode step, slabs rarely. Like kvcache.Pool, it keeps up to
 // reserve free blocks and gives back every slab beyond that whose blocks are
 // all free, so memory that FastGen evicts is returned to the device for real.
-// alloc and free are the device calls (tests pass fakes).
+// Every operation is O(1) per block (a long-context FastGen step releases
+// and takes blocks in every head). alloc and free are the device calls
+// (tests pass fakes).
 type slabs struct {
 	blockBytes uint64
 	perSlab    int
@@ -13,15 +15,36 @@ type slabs struct {
 	alloc      func(bytes uint64) (uint64, error)
 	free       func(ptr uint64) error
 
-	all      []*slab
-	freeList []uint64         // free block addresses
-	owner    map[uint64]*slab // block address → its slab
-	inUse    int
+	// Every slab is on one list by how many of its blocks are free: some
+	// (partial), all (empty) or none (full, on no list). get takes from
+	// partial slabs first so that empty ones can go back.
+	partial, empty slabList
+	count          int              // slabs held
+	owner          map[uint64]*slab // block address → its slab
+	inUse          int              // blocks handed out
+	idle           int              // free blocks in all slabs
 }
 
 type slab struct {
 	base uint64
-	used int // blocks handed out
+	free []uint64  // its free blocks
+	list *slabList // the list it is on, nil when full
+	at   int       // its index there
+}
+
+type slabList []*slab
+
+func (l *slabList) add(s *slab) {
+	s.list, s.at = l, len(*l)
+	*l = append(*l, s)
+}
+
+func (l *slabList) remove(s *slab) {
+	last := (*l)[len(*l)-1]
+	(*l)[s.at], last.at = last, s.at
+	(*l)[len(*l)-1] = nil
+	*l = (*l)[:len(*l)-1]
+	s.list = nil
 }
 
 func newSlabs(blockBytes uint64, perSlab, reserve int, alloc func(uint64) (uint64, error), free func(uint64) error) *slabs {
@@ -30,82 +53,98 @@ func newSlabs(blockBytes uint64, perSlab, reserve int, alloc func(uint64) (uint6
 
 // get returns a free block, allocating a slab when none is left.
 func (p *slabs) get() (uint64, error) {
-	if len(p.freeList) == 0 {
+	var s *slab
+	switch {
+	case len(p.partial) > 0:
+		s = p.partial[len(p.partial)-1]
+	case len(p.empty) > 0:
+		s = p.empty[len(p.empty)-1]
+	default:
 		base, err := p.alloc(p.blockBytes * uint64(p.perSlab))
 		if err != nil {
 			return 0, err
 		}
-		s := &slab{base: base}
-		p.all = append(p.all, s)
+		s = &slab{base: base}
 		for i := p.perSlab - 1; i >= 0; i-- {
 			b := base + uint64(i)*p.blockBytes
 			p.owner[b] = s
-			p.freeList = append(p.freeList, b)
+			s.free = append(s.free, b)
 		}
+		p.empty.add(s)
+		p.count++
+		p.idle += p.perSlab
 	}
-	b := p.freeList[len(p.freeList)-1]
-	p.freeList = p.freeList[:len(p.freeList)-1]
-	p.owner[b].used++
+	b := s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	p.place(s)
 	p.inUse++
+	p.idle--
 	return b, nil
 }
 
-// put takes blocks back and frees the slabs that are no longer needed.
-func (p *slabs) put(bs []uint64) error {
-	for _, b := range bs {
-		p.owner[b].used--
-		p.inUse--
-		p.freeList = append(p.freeList, b)
+// place puts s on the list its free blocks call for.
+func (p *slabs) place(s *slab) {
+	want := &p.partial
+	switch len(s.free) {
+	case 0:
+		want = nil
+	case p.perSlab:
+		want = &p.empty
 	}
-	if len(p.freeList) <= p.reserve+p.perSlab {
-		return nil
+	if s.list == want {
+		return
 	}
-	return p.trim()
+	if s.list != nil {
+		s.list.remove(s)
+	}
+	if want != nil {
+		want.add(s)
+	}
 }
 
-// trim frees empty slabs while more than reserve blocks stay free.
-func (p *slabs) trim() error {
-	var firstErr error
-	keep := p.all[:0]
-	for _, s := range p.all {
-		if s.used == 0 && len(p.freeList)-p.perSlab >= p.reserve {
-			p.dropFree(s)
-			if err := p.free(s.base); err != nil && firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		keep = append(keep, s)
+// put takes blocks back and frees the empty slabs that the reserve does not
+// need.
+func (p *slabs) put(bs []uint64) error {
+	for _, b := range bs {
+		s := p.owner[b]
+		s.free = append(s.free, b)
+		p.place(s)
+		p.inUse--
+		p.idle++
 	}
-	clear(p.all[len(keep):])
-	p.all = keep
+	var firstErr error
+	for len(p.empty) > 0 && p.idle-p.perSlab >= p.reserve {
+		s := p.empty[len(p.empty)-1]
+		p.empty.remove(s)
+		for _, b := range s.free {
+			delete(p.owner, b)
+		}
+		p.idle -= p.perSlab
+		p.count--
+		if err := p.free(s.base); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	return firstErr
 }
 
-func (p *slabs) dropFree(s *slab) {
-	out := p.freeList[:0]
-	for _, b := range p.freeList {
-		if p.owner[b] == s {
-			delete(p.owner, b)
-			continue
-		}
-		out = append(out, b)
-	}
-	p.freeList = out
-}
-
 // bytes is the device memory held in slabs; inUseBytes what caches hold.
-func (p *slabs) bytes() uint64      { return uint64(len(p.all)*p.perSlab) * p.blockBytes }
+func (p *slabs) bytes() uint64      { return uint64(p.count*p.perSlab) * p.blockBytes }
 func (p *slabs) inUseBytes() uint64 { return uint64(p.inUse) * p.blockBytes }
 
 // close frees every slab.
 func (p *slabs) close() error {
 	var firstErr error
-	for _, s := range p.all {
+	seen := map[*slab]bool{}
+	for _, s := range p.owner {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
 		if err := p.free(s.base); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	p.all, p.freeList, p.owner, p.inUse = nil, nil, make(map[uint64]*slab), 0
+	p.partial, p.empty, p.owner, p.count, p.inUse, p.idle = nil, nil, make(map[uint64]*slab), 0, 0, 0
 	return firstErr
 }
