@@ -31,4 +31,6 @@ var Names = []string{
 	"matmul", "embed", "rmsnorm", "add_rows", "swiglu", "rope", "softmax_rows",
 	"kv_append", "kv_move", "attend", "attn_scores",
 	"prof_pass1", "prof_rank", "prof_pass2",
+	"matvec", "rope_qk", "attend_split", "attn_scores_dec", "table_set",
+	"rope_k_append",
 }

@@ -16,6 +16,7 @@
 //    in block j/be at slot j%be, exactly as on the host (sidecar/kvcache).
 
 #include <cuda_fp16.h>
+#include <cuda_pipeline.h>
 #include <stdint.h>
 
 // GGML type ids (sidecar/tensor.DType).
@@ -289,6 +290,13 @@ extern "C" __global__ void kv_move(const unsigned long long *tables, const int *
   }
 }
 
+// table_set writes n (index, block address) pairs into the block tables:
+// the blocks a step's growth took, without re-sending whole tables.
+extern "C" __global__ void table_set(unsigned long long *tables, const unsigned long long *pairs, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) tables[pairs[2 * i]] = pairs[2 * i + 1];
+}
+
 // attend: one block per (token t, query head qh) of a batch of n tokens over
 // one layer. Token t attends to the first kept[h]+t+1 entries of its KV head
 // (the batch was appended in order after what the head kept). Each warp runs
@@ -538,4 +546,449 @@ extern "C" __global__ void prof_pass2(double *sums, const int *order, const floa
       if (threadIdx.x == 0) atomicAdd(&sums[((long)kh * groups + g) * nc + c], (double)s);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Decode (one token). These kernels take every size from their parameters
+// and every per-step value (kept counts, score offsets, token, RoPE tables)
+// from device memory, so a step's launches are the same each token and can
+// be replayed as one CUDA graph.
+
+// The 16-byte piece i of a row of a vector type (F16, BF16, F32) against
+// x: 8 elements (4 for F32) from xs + i·8 (i·4).
+__device__ __forceinline__ float dot16(int type, uint4 u, const float *xs, int i) {
+  if (type == T_F32) {
+    float4 a = *(const float4 *)(xs + i * 4);
+    return __uint_as_float(u.x) * a.x + __uint_as_float(u.y) * a.y + __uint_as_float(u.z) * a.z +
+           __uint_as_float(u.w) * a.w;
+  }
+  const float4 *xv = (const float4 *)(xs + i * 8);
+  float4 a = xv[0], b = xv[1];
+  uint32_t p[4] = {u.x, u.y, u.z, u.w};
+  float f[8];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    if (type == T_F16) {
+      f[2 * k] = h2f((uint16_t)(p[k] & 0xffff));
+      f[2 * k + 1] = h2f((uint16_t)(p[k] >> 16));
+    } else {
+      f[2 * k] = __uint_as_float(p[k] << 16);
+      f[2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
+    }
+  }
+  return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+}
+
+__device__ __forceinline__ bool vec16(int type) { return type == T_F16 || type == T_BF16 || type == T_F32; }
+
+// pieces16 is how many 16-byte pieces a row of a vector type has.
+__device__ __forceinline__ int pieces16(int type, int cols) { return type == T_F32 ? cols >> 2 : cols >> 3; }
+
+// MV_PRE pieces of its row each lane loads before the block's prologue
+// (staging and normalising x), so that the weights' memory latency overlaps
+// it: a layer's matrices take ~2–20 µs at HBM speed, the prologue ~1 µs.
+#define MV_PRE 4
+
+__device__ __forceinline__ void prefetch16(uint4 *pre, int type, const uint8_t *row, int cols, int lane) {
+  if (!vec16(type)) return;
+  const uint4 *w = (const uint4 *)row;
+  int n = pieces16(type, cols);
+#pragma unroll
+  for (int k = 0; k < MV_PRE; k++) {
+    int i = lane + 32 * k;
+    if (i < n) pre[k] = w[i];
+  }
+}
+
+// Lane-strided dot product of one weight row with x (in shared memory), for
+// one warp, starting from the pieces prefetched into pre. Each lane loads 16
+// bytes of F16/BF16/F32 weights at a time, or a quarter of a Q8_0 block, so
+// a warp keeps a few KB of the row in flight.
+__device__ __forceinline__ float row_dot(int type, const uint8_t *row, const float *xs, int cols, int lane,
+                                         const uint4 *pre) {
+  float acc = 0.f;
+  if (vec16(type)) {
+    const uint4 *w = (const uint4 *)row;
+    int n = pieces16(type, cols);
+#pragma unroll
+    for (int k = 0; k < MV_PRE; k++) {
+      int i = lane + 32 * k;
+      if (i < n) acc += dot16(type, pre[k], xs, i);
+    }
+#pragma unroll 8
+    for (int i = lane + 32 * MV_PRE; i < n; i += 32) acc += dot16(type, w[i], xs, i);
+    return warp_sum(acc);
+  }
+  if (type == T_Q8_0) {
+    // Eight lanes per block, four quants each: a warp covers four blocks
+    // (136 bytes) per step, reading x as one float4 per lane.
+    int nb = cols >> 5, sub = lane >> 3, part = lane & 7;
+#pragma unroll 8
+    for (int b = sub; b < nb; b += 4) {
+      const uint8_t *blk = row + (long)b * 34;
+      const uint16_t *qq = (const uint16_t *)(blk + 2 + 4 * part);
+      uint16_t q01 = qq[0], q23 = qq[1];
+      float d = h2f(rd16(blk));
+      float4 a = *(const float4 *)(xs + b * 32 + part * 4);
+      acc += d * ((float)(int8_t)(q01 & 0xff) * a.x + (float)(int8_t)(q01 >> 8) * a.y +
+                  (float)(int8_t)(q23 & 0xff) * a.z + (float)(int8_t)(q23 >> 8) * a.w);
+    }
+    return warp_sum(acc);
+  }
+  for (int c = lane; c < cols; c += 32) acc += deq(type, row, c) * xs[c];
+  return warp_sum(acc);
+}
+
+// matvec: up to three matrices of one type and width over one vector, one
+// warp per row (rows of w0, then w1, then w2), 8 warps a block. x is staged
+// in shared memory (cols floats), RMS-normalised with normW first when
+// normW is set. mode 0 stores, 1 adds to the output (the residual), 2 is
+// the SwiGLU FFN input: row r of w0 (gate) and of w1 (up) in one warp,
+// o0[r] = silu(gate·x)·(up·x).
+#define MV_WARPS 8
+
+extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const uint8_t *w1, float *o1, int r1,
+                                  const uint8_t *w2, float *o2, int r2, const float *x, const float *normW,
+                                  float eps, int type, int cols, int mode) {
+  extern __shared__ float4 mv_shm[];
+  float *xs = (float *)mv_shm;
+  int tid = threadIdx.x, lane = tid & 31;
+  int r = blockIdx.x * MV_WARPS + (tid >> 5);
+  long rb = row_bytes(type, cols);
+  // This warp's row(s), found and prefetched before the prologue.
+  const uint8_t *w = 0, *wu = 0;
+  float *o = 0;
+  if (mode == 2) {
+    if (r < r0) w = w0 + r * rb, wu = w1 + r * rb, o = o0;
+  } else if (r < r0) {
+    w = w0 + r * rb, o = o0;
+  } else if (r < r0 + r1) {
+    r -= r0, w = w1 + r * rb, o = o1;
+  } else if (r < r0 + r1 + r2) {
+    r -= r0 + r1, w = w2 + r * rb, o = o2;
+  }
+  uint4 pre[MV_PRE], preU[MV_PRE];
+  if (w) prefetch16(pre, type, w, cols, lane);
+  if (wu) prefetch16(preU, type, wu, cols, lane);
+  // One pass stages x (times the norm's weight) and sums its squares; the
+  // loads are unrolled so they overlap. The RMS factor scales the dot
+  // products afterwards: Σ w·(x·n·inv) = inv·Σ w·(x·n).
+  float ss = 0.f;
+#pragma unroll 8
+  for (int i = tid; i < cols; i += blockDim.x) {
+    float v = x[i];
+    if (normW) {
+      ss += v * v;
+      v *= normW[i];
+    }
+    xs[i] = v;
+  }
+  float inv = 1.f;
+  if (normW) inv = rsqrtf(block_sum(ss) / (float)cols + eps);
+  __syncthreads();
+  if (!w) return;
+  float s = row_dot(type, w, xs, cols, lane, pre) * inv;
+  if (mode == 2) {
+    float u = row_dot(type, wu, xs, cols, lane, preU) * inv;
+    if (lane == 0) o[r] = s / (1.f + __expf(-s)) * u;
+    return;
+  }
+  if (lane == 0) o[r] = mode == 1 ? o[r] + s : s;
+}
+
+// rope_qk rotates q (heads) and k (kvHeads) of n rows in one launch, as
+// rope does for each.
+extern "C" __global__ void rope_qk(float *q, float *k, const float *cosT, const float *sinT, int n, int heads,
+                                   int kvHeads, int hd, int ropeDim, int neox) {
+  int half = ropeDim / 2, all = heads + kvHeads;
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= n * all * half) return;
+  int j = idx % half, hh = (idx / half) % all, t = idx / (half * all);
+  float *v = hh < heads ? q + (long)t * heads * hd + hh * hd : k + (long)t * kvHeads * hd + (hh - heads) * hd;
+  float c = cosT[t * half + j], s = sinT[t * half + j];
+  int ia = neox ? j : 2 * j, ib = neox ? j + half : 2 * j + 1;
+  float a = v[ia], b = v[ib];
+  v[ia] = a * c - b * s;
+  v[ib] = a * s + b * c;
+}
+
+// rope_k_append rotates the batch's keys and appends keys and values to
+// the cache in one launch (the decode path; queries are rotated where
+// attend_split loads them). One thread per (token, KV head, pair of dims):
+// pair p < ropeDim/2 is the rotated pair, the rest carry the unrotated dims
+// two by two. The rotated keys also go back to k (the host's copy).
+extern "C" __global__ void rope_k_append(const unsigned long long *tables, const int *kept, float *k, const float *v,
+                                         const float *cosT, const float *sinT, int layer, int kvHeads, int hd,
+                                         int ropeDim, int neox, int be, int maxBlocks, int n, int f16) {
+  int pairs = hd / 2, half = ropeDim / 2;
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= n * kvHeads * pairs) return;
+  int p = idx % pairs, kh = (idx / pairs) % kvHeads, t = idx / (pairs * kvHeads);
+  int ia, ib;
+  if (p < half) {
+    ia = neox ? p : 2 * p;
+    ib = neox ? p + half : 2 * p + 1;
+  } else {
+    ia = ropeDim + 2 * (p - half);
+    ib = ia + 1;
+  }
+  float *kr = k + (long)t * kvHeads * hd + kh * hd;
+  const float *vr = v + (long)t * kvHeads * hd + kh * hd;
+  float a = kr[ia], b = kr[ib];
+  if (p < half) {
+    float c = cosT[t * half + p], s = sinT[t * half + p];
+    float ra = a * c - b * s, rb = a * s + b * c;
+    a = ra, b = rb;
+    kr[ia] = a, kr[ib] = b;
+  }
+  int h = layer * kvHeads + kh, j = kept[h] + t;
+  void *blk = (void *)tables[(long)h * maxBlocks + j / be];
+  long ko = (long)(j % be) * hd, vo = (long)be * hd + ko;
+  if (f16) {
+    uint16_t *e = (uint16_t *)blk;
+    e[ko + ia] = f2h(a), e[ko + ib] = f2h(b);
+    e[vo + ia] = f2h(vr[ia]), e[vo + ib] = f2h(vr[ib]);
+  } else {
+    float *e = (float *)blk;
+    e[ko + ia] = a, e[ko + ib] = b;
+    e[vo + ia] = vr[ia], e[vo + ib] = vr[ib];
+  }
+}
+
+// attend_split: attention of tokens over one layer with the context split
+// over many blocks (flash-decoding), for decode steps and prompts alike.
+// Block (s, kh, z) takes entries [s·ch, s·ch+ch) of KV head kh for token
+// t = t0+z of the batch, for all of the head's query heads at once, so each
+// K/V row is read once per token: a thread per entry computes its scores
+// against the group's queries (held in shared memory) and copies the
+// entry's V row to shared memory; then each query head's softmax over the
+// chunk, and P·V from shared memory. The partial (unnormalised output, max,
+// sum) goes to part; the last block of the (token, head) to finish merges
+// the partials into out (n × heads × hd) and lse (n × heads). Token t sees
+// the kept[h] entries before the batch and the batch's first t+1; splits
+// past them only count themselves in.
+//
+// raw (decode, when offs[h] ≥ 0: the head is scored this step) receives
+// each entry's scaled score per query head, at ((layer·kvHeads+kh)·G+g)·
+// rawStride + j, so attn_scores_dec can turn them into probabilities once
+// lse is known, without reading K again. blockDim.x = 256; hd % 8 == 0;
+// G ≤ 16; ch ≤ 256. Dynamic shared memory as sized by the host (decode.go).
+#define AD_MAXG 16
+
+// entry_scores adds to acc[g] the dot product of one cached key (hd
+// elements, PER to a 16-byte piece: 8 for f16, 4 for f32) with query g of
+// the group (qs: G × hd, pre-scaled), loading up to eight pieces at once.
+template <int PER>
+__device__ __forceinline__ void entry_scores(float *acc, const uint4 *kr, const float *qs, int hd, int G) {
+  int n16 = hd / PER;
+  for (int c0 = 0; c0 < n16; c0 += 8) {
+    uint4 kk[8];
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+      if (c0 + c < n16) kk[c] = kr[c0 + c];
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+      if (c0 + c >= n16) break;
+      float f[8];
+      uint32_t p[4] = {kk[c].x, kk[c].y, kk[c].z, kk[c].w};
+      if (PER == 8) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          f[2 * e] = h2f((uint16_t)(p[e] & 0xffff));
+          f[2 * e + 1] = h2f((uint16_t)(p[e] >> 16));
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; e++) f[e] = __uint_as_float(p[e]);
+      }
+      const float *qc = qs + (c0 + c) * PER;
+#pragma unroll
+      for (int g = 0; g < AD_MAXG; g++) {
+        if (g < G) {
+          float a = 0.f;
+#pragma unroll
+          for (int e = 0; e < PER; e += 4) {
+            float4 qv = *(const float4 *)(qc + g * hd + e);
+            a += qv.x * f[e] + qv.y * f[e + 1] + qv.z * f[e + 2] + qv.w * f[e + 3];
+          }
+          acc[g] += a;
+        }
+      }
+    }
+  }
+}
+
+extern "C" __global__ void attend_split(float *out, float *lse, float *raw, float *part, int *count,
+                                        const float *q, const unsigned long long *tables, const int *kept,
+                                        const int *offs, int layer, int heads, int kvHeads, int hd, int be,
+                                        int maxBlocks, int ch, int rawStride, float scale, int f16, int t0,
+                                        const float *cosT, const float *sinT, int ropeDim, int neox) {
+  extern __shared__ float4 ad_shm[];
+  int s = blockIdx.x, nsplit = gridDim.x, kh = blockIdx.y, z = blockIdx.z, t = t0 + z, h = layer * kvHeads + kh;
+  int G = heads / kvHeads, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
+  int es = f16 ? 2 : 4, vstride = hd * es + 16; // V rows padded: no bank conflicts
+  int limit = kept[h] + t + 1, lo = s * ch, cnt = min(ch, limit - lo);
+  int zh = z * kvHeads + kh; // this (token, head)'s partials and counter
+  q += (long)t * heads * hd;
+  out += (long)t * heads * hd;
+  lse += (long)t * heads;
+  float *qs = (float *)ad_shm;     // G × hd
+  float *sc = qs + G * hd;         // G × ch
+  char *vs = (char *)(sc + G * ch); // ch × vstride bytes
+  float *po = part + ((long)zh * nsplit + s) * G * (hd + 2);
+  __shared__ int last;
+  __shared__ float Msh[AD_MAXG], Lsh[AD_MAXG];
+  if (cnt > 0) {
+    // The group's queries, scaled, and rotated here when cosT is given
+    // (the decode path's queries arrive unrotated).
+    const float *qg = q + (long)kh * G * hd;
+    int half = ropeDim / 2;
+    for (int i = tid; i < G * hd; i += blockDim.x) {
+      float v = qg[i];
+      int d = i % hd;
+      if (cosT && d < ropeDim) {
+        bool first = neox ? d < half : (d & 1) == 0;
+        int j = neox ? (first ? d : d - half) : d >> 1;
+        float o = qg[i - d + (neox ? (first ? d + half : d - half) : (first ? d + 1 : d - 1))];
+        float c = cosT[t * half + j], sn = sinT[t * half + j];
+        v = first ? v * c - o * sn : o * sn + v * c;
+      }
+      qs[i] = v * scale;
+    }
+    __syncthreads();
+    if (tid < cnt) {
+      int j = lo + tid, slot = j % be;
+      const char *blk = (const char *)tables[(long)h * maxBlocks + j / be];
+      float acc[AD_MAXG];
+#pragma unroll
+      for (int g = 0; g < AD_MAXG; g++) acc[g] = 0.f;
+      const uint4 *kr = (const uint4 *)(blk + (long)slot * hd * es);
+      const uint4 *vr = (const uint4 *)(blk + ((long)be * hd + (long)slot * hd) * es);
+      char *vd = vs + (long)tid * vstride;
+      // V goes to shared memory asynchronously (no registers), then K.
+      int n16 = hd * es / 16;
+      for (int c = 0; c < n16; c++) __pipeline_memcpy_async(vd + 16 * c, vr + c, 16);
+      __pipeline_commit();
+      if (f16)
+        entry_scores<8>(acc, kr, qs, hd, G);
+      else
+        entry_scores<4>(acc, kr, qs, hd, G);
+      bool scored = raw && offs[h] >= 0;
+#pragma unroll
+      for (int g = 0; g < AD_MAXG; g++) {
+        if (g < G) {
+          sc[g * ch + tid] = acc[g];
+          if (scored) raw[((long)h * G + g) * rawStride + j] = acc[g];
+        }
+      }
+    }
+    __pipeline_wait_prior(0);
+    __syncthreads();
+    for (int g = warp; g < G; g += nwarps) {
+      float m = -INFINITY;
+      for (int i = lane; i < cnt; i += 32) m = fmaxf(m, sc[g * ch + i]);
+      m = warp_max(m);
+      float l = 0.f;
+      for (int i = lane; i < cnt; i += 32) {
+        float e = __expf(sc[g * ch + i] - m);
+        sc[g * ch + i] = e;
+        l += e;
+      }
+      l = warp_sum(l);
+      if (lane == 0) {
+        po[G * hd + g] = m;
+        po[G * hd + G + g] = l;
+      }
+    }
+    __syncthreads();
+    int pairs = hd / 2;
+    for (int o = tid; o < G * pairs; o += blockDim.x) {
+      int g = o / pairs, cp = o % pairs;
+      const float *p = sc + g * ch;
+      float a0 = 0.f, a1 = 0.f;
+      if (f16) {
+#pragma unroll 8
+        for (int i = 0; i < cnt; i++) {
+          float2 v = __half22float2(*(const __half2 *)(vs + (long)i * vstride + 4 * cp));
+          a0 += p[i] * v.x;
+          a1 += p[i] * v.y;
+        }
+      } else {
+#pragma unroll 8
+        for (int i = 0; i < cnt; i++) {
+          float2 v = *(const float2 *)(vs + (long)i * vstride + 8 * cp);
+          a0 += p[i] * v.x;
+          a1 += p[i] * v.y;
+        }
+      }
+      po[g * hd + 2 * cp] = a0;
+      po[g * hd + 2 * cp + 1] = a1;
+    }
+  }
+  // The last block of this head to arrive merges every active split.
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(&count[zh], 1) == nsplit - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  int active = min(nsplit, (limit + ch - 1) / ch);
+  float *wsh = (float *)ad_shm; // G × active split weights
+  const int stride = G * (hd + 2);
+  const float *pk = part + (long)zh * nsplit * stride;
+  for (int g = warp; g < G; g += nwarps) {
+    float M = -INFINITY;
+    for (int i = lane; i < active; i += 32) M = fmaxf(M, __ldcg(pk + (long)i * stride + G * hd + g));
+    M = warp_max(M);
+    float L = 0.f;
+    for (int i = lane; i < active; i += 32) {
+      float w = __expf(__ldcg(pk + (long)i * stride + G * hd + g) - M);
+      wsh[g * active + i] = w;
+      L += w * __ldcg(pk + (long)i * stride + G * hd + G + g);
+    }
+    L = warp_sum(L);
+    if (lane == 0) {
+      Msh[g] = M;
+      Lsh[g] = L;
+    }
+  }
+  __syncthreads();
+  // Every split's loads are independent: four accumulators let the loop
+  // keep sixteen of them in flight per thread.
+  for (int o = tid; o < G * hd; o += blockDim.x) {
+    int g = o / hd;
+    const float *w = wsh + g * active;
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+    int i = 0;
+#pragma unroll 4
+    for (; i + 4 <= active; i += 4) {
+      a0 += w[i] * __ldcg(pk + (long)i * stride + o);
+      a1 += w[i + 1] * __ldcg(pk + (long)(i + 1) * stride + o);
+      a2 += w[i + 2] * __ldcg(pk + (long)(i + 2) * stride + o);
+      a3 += w[i + 3] * __ldcg(pk + (long)(i + 3) * stride + o);
+    }
+    for (; i < active; i++) a0 += w[i] * __ldcg(pk + (long)i * stride + o);
+    out[(long)kh * G * hd + o] = (a0 + a1 + a2 + a3) / Lsh[g];
+  }
+  if (tid < G) lse[kh * G + tid] = Msh[tid] + __logf(Lsh[tid]);
+  if (tid == 0) count[zh] = 0;
+}
+
+// attn_scores_dec turns a decode step's raw scores into what the policies
+// rank: for every scored head h (offs[h] ≥ 0) and entry j ≤ kept[h], the
+// mean over the head's query groups of exp(score − lse) (attend_split's)
+// lands in
+// delta[offs[h] + j]. One launch covers every layer. grid = (ceil(maxLen /
+// blockDim.x), layers·kvHeads).
+extern "C" __global__ void attn_scores_dec(float *delta, const int *offs, const float *lse, const float *raw,
+                                           const int *kept, int heads, int kvHeads, int rawStride) {
+  int h = blockIdx.y, off = offs[h];
+  if (off < 0) return;
+  int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j > kept[h]) return;
+  int layer = h / kvHeads, kh = h % kvHeads, G = heads / kvHeads;
+  const float *l = lse + (long)layer * heads + kh * G;
+  float sum = 0.f;
+  for (int g = 0; g < G; g++) sum += __expf(raw[((long)h * G + g) * rawStride + j] - l[g]);
+  delta[off + j] = sum / (float)G;
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -29,6 +30,20 @@ type Options struct {
 	DeviceRowsOnly bool
 	// ReserveBlocks device cache blocks are kept free for reuse (0 = 64).
 	ReserveBlocks int
+	// NoGraphs enqueues every decode step's kernels one by one instead of
+	// replaying the step as a captured CUDA graph (for measuring what the
+	// graph saves, and for debugging).
+	NoGraphs bool
+	// KernelTimes times every kernel with device events (KernelTimes);
+	// it implies NoGraphs.
+	KernelTimes bool
+
+	// legacyDecode runs one-token steps through the general batch path
+	// and attends with the one-block-per-head kernel (tests compare).
+	legacyDecode bool
+	// attnTokens caps attend_split's tokens per launch (tests: several
+	// launches per layer).
+	attnTokens int
 }
 
 // slabBlocks is the number of cache blocks per device allocation.
@@ -45,6 +60,10 @@ type Backend struct {
 	mu     sync.Mutex // serialises device work: one stream, one context
 	models map[*model.Model]*devModel
 	pools  map[uint64]*slabs // device block pools by block bytes
+
+	launches int          // kernel launches so far (Stats)
+	clock    *kernelClock // with Options.KernelTimes
+	closed   bool         // Close destroyed the context, and with it all device memory
 }
 
 // New opens GPU opt.Device and loads the kernels for its architecture.
@@ -93,6 +112,10 @@ func New(opt Options) (*Backend, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("cuda: %v", err)
 	}
+	if opt.KernelTimes {
+		b.opt.NoGraphs = true
+		b.clock = &kernelClock{total: map[string]time.Duration{}}
+	}
 	return b, nil
 }
 
@@ -101,7 +124,22 @@ func (b *Backend) Name() string { return "cuda" }
 // enter binds the calling goroutine to an OS thread holding the context and
 // takes the device lock; the returned func undoes both.
 func (b *Backend) enter() func() {
+	leave, ok := b.enterOpen()
+	if !ok {
+		leave()
+		panic("cuda: backend used after Close")
+	}
+	return leave
+}
+
+// enterOpen is enter for what may run after Close (finalizers, a cache
+// closed after its backend): ok is false when the context is gone, and with
+// it every allocation there was to free.
+func (b *Backend) enterOpen() (leave func(), ok bool) {
 	b.mu.Lock()
+	if b.closed {
+		return b.mu.Unlock, false
+	}
 	runtime.LockOSThread()
 	if err := cu.SetCurrentContext(b.ctx); err != nil {
 		panic(fmt.Sprintf("cuda: set context: %v", err))
@@ -109,7 +147,7 @@ func (b *Backend) enter() func() {
 	return func() {
 		runtime.UnlockOSThread()
 		b.mu.Unlock()
-	}
+	}, true
 }
 
 // DeviceBytes is the device memory the cache blocks take (allocated slabs)
@@ -136,7 +174,13 @@ func (b *Backend) Close() error {
 		p.close()
 	}
 	b.models, b.pools = nil, nil
+	if b.clock != nil {
+		for i := range b.clock.ev {
+			cu.DestroyEvent(&b.clock.ev[i])
+		}
+	}
 	b.stream.Destroy()
+	b.closed = true
 	return b.ctx.Destroy()
 }
 
@@ -162,10 +206,89 @@ func (a *args) put(v uint64) *args {
 }
 
 func (b *Backend) launch(name string, gx, gy, block, shm int, a *args) error {
-	if err := b.fn[name].Launch(gx, gy, 1, block, 1, 1, shm, b.stream, a.ptrs[:a.n]); err != nil {
+	return b.launchAs(name, name, gx, gy, 1, block, shm, a)
+}
+
+// launchAs launches kernel name on a 3-D grid, timed (Options.KernelTimes)
+// under label.
+func (b *Backend) launchAs(label, name string, gx, gy, gz, block, shm int, a *args) error {
+	b.launches++
+	k := b.clock
+	if k != nil {
+		if err := k.start(b.stream); err != nil {
+			return err
+		}
+	}
+	if err := b.fn[name].Launch(gx, gy, gz, block, 1, 1, shm, b.stream, a.ptrs[:a.n]); err != nil {
 		return fmt.Errorf("cuda: launch %s: %v", name, err)
 	}
+	if k != nil {
+		return k.mark(label, b.stream)
+	}
 	return nil
+}
+
+// kernelClock times every launch with device events: the time from the
+// previous launch's end to this one's, so gaps between kernels count
+// towards the kernel after them.
+type kernelClock struct {
+	ev     []cu.Event
+	labels []string
+	n      int // events recorded this step
+	total  map[string]time.Duration
+}
+
+func (k *kernelClock) record(s cu.Stream) error {
+	if k.n == len(k.ev) {
+		e, err := cu.MakeEvent(cu.DefaultEvent)
+		if err != nil {
+			return fmt.Errorf("cuda: %v", err)
+		}
+		k.ev = append(k.ev, e)
+	}
+	if err := k.ev[k.n].Record(s); err != nil {
+		return fmt.Errorf("cuda: %v", err)
+	}
+	k.n++
+	return nil
+}
+
+func (k *kernelClock) start(s cu.Stream) error {
+	if k.n > 0 {
+		return nil
+	}
+	return k.record(s)
+}
+
+func (k *kernelClock) mark(label string, s cu.Stream) error {
+	k.labels = append(k.labels[:k.n-1], label)
+	return k.record(s)
+}
+
+// collect adds the step's times to the totals (after the step's sync).
+func (k *kernelClock) collect() error {
+	for i := 0; i+1 < k.n; i++ {
+		ms, err := k.ev[i].Elapsed(k.ev[i+1])
+		if err != nil {
+			return fmt.Errorf("cuda: %v", err)
+		}
+		k.total[k.labels[i]] += time.Duration(ms * 1e6)
+	}
+	k.n, k.labels = 0, k.labels[:0]
+	return nil
+}
+
+// KernelTimes returns the device time per kernel label since the backend
+// opened (Options.KernelTimes), and resets it.
+func (b *Backend) KernelTimes() map[string]time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.clock == nil {
+		return nil
+	}
+	t := b.clock.total
+	b.clock.total = map[string]time.Duration{}
+	return t
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -317,6 +440,7 @@ func (b *Backend) NewRunner(m *model.Model) (model.Runner, error) {
 		return nil, err
 	}
 	r := &runner{b: b, m: m, w: dm, c: c}
+	r.fused = r.fusedOK()
 	heads := c.Layers * c.KVHeads
 	if r.kept, err = alloc(4 * heads); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -28,10 +29,17 @@ type devMirror struct {
 	tables  []uint64 // heads × maxBlocks block addresses (host copy)
 	nblk    []int    // blocks held per head (≥ the host's: grow runs ahead)
 	hostBlk []int    // blocks the host head holds, as last told
-	dirty   []bool   // table changed since the last upload
 	dtables cu.DevicePtr
 	logs    []moveLog
-	pending []uint64 // blocks released by evictions, freed after the moves
+	// patch holds (table index, block address) pairs that grow set since
+	// the last flush, which table_set writes on the device. Released slots
+	// are not cleared there: no kernel reads past a head's kept entries.
+	patch    []uint64
+	dpatch   cu.DevicePtr
+	patchCap int
+
+	mu      sync.Mutex // pending: heads apply their policies concurrently
+	pending []uint64   // blocks released by evictions, freed after the moves
 
 	mvHead, mvDst, mvSrc []int32
 	dmv                  cu.DevicePtr // 3 × mvCap int32
@@ -56,7 +64,6 @@ func newMirror(b *Backend, c *kvcache.Cache) (*devMirror, error) {
 	m.tables = make([]uint64, heads*m.maxBlocks)
 	m.nblk = make([]int, heads)
 	m.hostBlk = make([]int, heads)
-	m.dirty = make([]bool, heads)
 	m.logs = make([]moveLog, heads)
 	var err error
 	if m.dtables, err = alloc(8 * len(m.tables)); err != nil {
@@ -75,9 +82,10 @@ func (m *devMirror) Blocks(layer, kvHead, n int) {
 	for shrink && m.nblk[h] > n {
 		m.nblk[h]--
 		i := h*m.maxBlocks + m.nblk[h]
+		m.mu.Lock()
 		m.pending = append(m.pending, m.tables[i])
+		m.mu.Unlock()
 		m.tables[i] = 0
-		m.dirty[h] = true
 	}
 	if n > m.nblk[h] {
 		// Only the runner appends, and it grows the tables first.
@@ -101,19 +109,21 @@ func (m *devMirror) grow(n int) error {
 				if err != nil {
 					return err
 				}
-				m.tables[h*m.maxBlocks+m.nblk[h]] = blk
+				i := h*m.maxBlocks + m.nblk[h]
+				m.tables[i] = blk
+				m.patch = append(m.patch, uint64(i), blk)
 				m.nblk[h]++
-				m.dirty[h] = true
 			}
 		}
 	}
 	return nil
 }
 
-// flush runs the moves recorded since the last flush, then uploads the
-// changed block tables and returns released blocks to the pool. The moves
-// read the table as last uploaded, which still holds every source block; in
-// stream order they run before any later kernel that reuses those blocks.
+// flush runs the moves recorded since the last flush, then patches the
+// block tables with what grow added and returns released blocks to the
+// pool. The moves read the tables as the device has them, which still hold
+// every source block; in stream order they run before any later kernel
+// that reuses those blocks.
 func (m *devMirror) flush() error {
 	m.mvHead, m.mvDst, m.mvSrc = m.mvHead[:0], m.mvDst[:0], m.mvSrc[:0]
 	for h := range m.logs {
@@ -138,29 +148,36 @@ func (m *devMirror) flush() error {
 				return err
 			}
 		}
-		head, dst, src := m.dmv, m.dmv+cu.DevicePtr(4*m.mvCap), m.dmv+cu.DevicePtr(8*m.mvCap)
-		for _, c := range []struct {
-			d cu.DevicePtr
-			s []int32
-		}{{head, m.mvHead}, {dst, m.mvDst}, {src, m.mvSrc}} {
-			if err := m.b.upload(c.d, i32Ptr(c.s), 4*n); err != nil {
-				return err
-			}
+		// One transfer: heads, destinations and sources back to back.
+		m.mvHead = append(append(m.mvHead, m.mvDst...), m.mvSrc...)
+		if err := m.b.upload(m.dmv, i32Ptr(m.mvHead), 4*3*n); err != nil {
+			return err
 		}
+		head, dst, src := m.dmv, m.dmv+cu.DevicePtr(4*n), m.dmv+cu.DevicePtr(8*n)
 		a := new(args).p(m.dtables).p(head).p(dst).p(src).i(m.hd).i(m.be).i(m.maxBlocks).i(b2i(m.f16))
 		if err := m.b.launch("kv_move", n, 1, 128, 0, a); err != nil {
 			return err
 		}
 	}
-	for h, d := range m.dirty {
-		if !d {
-			continue
+	if n := len(m.patch) / 2; n > 0 {
+		if n > m.patchCap {
+			if m.dpatch != 0 {
+				m.b.stream.Synchronize()
+				cu.MemFree(m.dpatch)
+			}
+			m.patchCap = max(n, 2*m.patchCap, 256)
+			var err error
+			if m.dpatch, err = alloc(16 * m.patchCap); err != nil {
+				return err
+			}
 		}
-		m.dirty[h] = false
-		row := m.tables[h*m.maxBlocks : (h+1)*m.maxBlocks]
-		if err := m.b.upload(m.dtables+cu.DevicePtr(8*h*m.maxBlocks), unsafe.Pointer(&row[0]), 8*m.maxBlocks); err != nil {
+		if err := m.b.upload(m.dpatch, unsafe.Pointer(&m.patch[0]), 8*len(m.patch)); err != nil {
 			return err
 		}
+		if err := m.b.launch("table_set", ceilDiv(n, 256), 1, 256, 0, new(args).p(m.dtables).p(m.dpatch).i(n)); err != nil {
+			return err
+		}
+		m.patch = m.patch[:0]
 	}
 	if len(m.pending) > 0 {
 		err := m.pool.put(m.pending)
@@ -193,16 +210,24 @@ func (m *devMirror) Fork(f *kvcache.Cache) kvcache.Mirror {
 				panic(err)
 			}
 		}
-		n.nblk[h], n.hostBlk[h], n.dirty[h] = nb, m.hostBlk[h], nb > 0
+		n.nblk[h], n.hostBlk[h] = nb, m.hostBlk[h]
+	}
+	// The copy's tables go up now, not at its first flush: that flush runs
+	// the moves of evictions made before it (a policy applied to the fork)
+	// first, and they read the tables on the device.
+	if err := m.b.upload(n.dtables, unsafe.Pointer(&n.tables[0]), 8*len(n.tables)); err != nil {
+		panic(err)
 	}
 	return n
 }
 
 // Close returns every block to the device pool.
 func (m *devMirror) Close() {
-	leave := m.b.enter()
+	leave, ok := m.b.enterOpen()
 	defer leave()
-	m.release()
+	if ok {
+		m.release()
+	}
 }
 
 func (m *devMirror) release() {
@@ -217,9 +242,10 @@ func (m *devMirror) release() {
 	m.b.stream.Synchronize()
 	m.pool.put(m.pending)
 	m.pending = nil
-	cu.MemFree(m.dtables)
-	if m.dmv != 0 {
-		cu.MemFree(m.dmv)
+	for _, p := range []cu.DevicePtr{m.dtables, m.dmv, m.dpatch} {
+		if p != 0 {
+			cu.MemFree(p)
+		}
 	}
 }
 

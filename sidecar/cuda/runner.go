@@ -5,6 +5,9 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -35,20 +38,43 @@ type runner struct {
 	cosH, sinH      []float32
 	logitsH, deltaH []float32
 	kH, vH, qH      []float32
-	sc              kvcache.Scratch
+	scs             []*kvcache.Scratch // one per applyScores worker
+	scoredH         []int
+
+	stats     Stats
+	stepStart time.Time
+	launch0   int
+
+	// the decode path (decode.go)
+	plan                     attnPlan
+	fused                    bool // every matrix fits matvec (decode path)
+	part, count, lseAll, raw cu.DevicePtr
+	graphs                   []*graph
+}
+
+// Stats say where a runner's wall time went: how long the host took to
+// enqueue the steps' work and how long it then waited for the device.
+// Decode is launch-bound when Enqueue is the larger share.
+type Stats struct {
+	Steps, Launches int
+	Enqueue, Wait   time.Duration
 }
 
 func (r *runner) release() {
-	leave := r.b.enter()
+	leave, ok := r.b.enterOpen()
 	defer leave()
+	if !ok {
+		return
+	}
 	r.b.stream.Synchronize()
-	for _, p := range append(r.bufs, r.kept, r.offs, r.delta) {
+	r.dropGraphs()
+	for _, p := range append(r.bufs, r.kept, r.offs, r.delta, r.part, r.count, r.lseAll, r.raw) {
 		if p != 0 {
 			cu.MemFree(p)
 		}
 	}
 	r.bufs = nil
-	r.kept, r.offs, r.delta = 0, 0, 0
+	r.kept, r.offs, r.delta, r.part, r.count, r.lseAll, r.raw = 0, 0, 0, 0, 0, 0, 0
 }
 
 // grow sizes the activations for n tokens and logit rows (device entered).
@@ -58,6 +84,7 @@ func (r *runner) grow(n, rows int, hostRows bool) error {
 	}
 	n, rows = max(n, r.batch), max(rows, r.logitRows)
 	r.b.stream.Synchronize()
+	r.dropGraphs() // they hold the old buffers' addresses
 	for _, p := range r.bufs {
 		cu.MemFree(p)
 	}
@@ -125,6 +152,7 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 	}
 	leave := r.b.enter()
 	defer leave()
+	r.stepStart, r.launch0 = time.Now(), r.b.launches
 
 	mir, _ := cache.Mirror().(*devMirror)
 	if mir == nil {
@@ -193,14 +221,36 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		}
 	}
 
-	if err := r.layers(cache, mir, b, n, hostRows); err != nil {
+	split := false // attend with attend_split
+	if !r.b.opt.legacyDecode {
+		es := 4
+		if mir.f16 {
+			es = 2
+		}
+		var p attnPlan
+		if p, split = r.planAttention(es); split {
+			if err := r.attnBuffers(p, n == 1 && b.Observe); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if n == 1 && b.Profiler == nil && split && r.fused {
+		if err := r.runDecode(mir, b.Observe, hostRows); err != nil {
+			return nil, err
+		}
+		return r.finish(cache, b, mir, n, rows, scored)
+	}
+	if err := r.layers(cache, mir, b, n, hostRows, split); err != nil {
 		return nil, err
 	}
-	return r.finish(cache, mir, b, n, rows, scored, hostRows)
+	if err := r.enqueueLogits(n, rows); err != nil {
+		return nil, err
+	}
+	return r.finish(cache, b, mir, n, rows, scored)
 }
 
 // layers launches every layer of the batch.
-func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n int, hostRows bool) error {
+func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n int, hostRows, split bool) error {
 	c := r.c
 	dim, kvd, hd := c.Dim, c.KVDim(), c.HeadDim
 	scale := float32(1 / math.Sqrt(float64(hd)))
@@ -231,8 +281,12 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 		run(r.elementwise("rope", n*c.Heads*c.RopeDim/2, new(args).p(r.q).p(r.cos).p(r.sin).i(n).i(c.Heads).i(hd).i(c.RopeDim).i(neox)))
 		run(r.elementwise("rope", n*c.KVHeads*c.RopeDim/2, new(args).p(k).p(r.cos).p(r.sin).i(n).i(c.KVHeads).i(hd).i(c.RopeDim).i(neox)))
 		run(r.elementwise("kv_append", n*kvd, new(args).p(mir.dtables).p(r.kept).p(k).p(v).i(li).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).i(b2i(mir.f16))))
-		run(r.b.launch("attend", n*c.Heads, 1, 128, 0, new(args).p(r.att).p(r.lse).p(r.q).p(mir.dtables).p(r.kept).
-			i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).f(scale).i(b2i(mir.f16))))
+		if split {
+			run(r.attend(mir, li, n, r.att, r.lse, 0, false))
+		} else {
+			run(r.b.launch("attend", n*c.Heads, 1, 128, 0, new(args).p(r.att).p(r.lse).p(r.q).p(mir.dtables).p(r.kept).
+				i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).f(scale).i(b2i(mir.f16))))
+		}
 		if b.Observe {
 			run(r.b.launch("attn_scores", c.KVHeads, ceilDiv(cache.Len()+1, 128), 128, 0, new(args).p(r.delta).p(r.offs).p(r.lse).p(r.q).
 				p(mir.dtables).p(r.kept).i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).f(scale).i(b2i(mir.f16))))
@@ -244,7 +298,7 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			if err != nil {
 				return err
 			}
-			if err := r.appendHost(cache, b, li, n, k, v); err != nil {
+			if err := r.appendHost(cache, b, li, 1, n, k, v); err != nil {
 				return err
 			}
 			r.qH = growF(r.qH, n*dim)
@@ -268,51 +322,66 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 	return err
 }
 
-// appendHost copies one layer's new K/V rows to the host and appends them
-// (metadata, and rows when the pool keeps them) to the host cache.
-func (r *runner) appendHost(cache *kvcache.Cache, b model.Batch, li, n int, k, v cu.DevicePtr) error {
+// appendHost appends layers [l0, l0+nl) of the batch's n tokens to the host
+// cache: their metadata, and their K/V rows (k and v on the device, nl × n ×
+// kvDim each, copied down in one transfer apiece) when the pool keeps them.
+func (r *runner) appendHost(cache *kvcache.Cache, b model.Batch, l0, nl, n int, k, v cu.DevicePtr) error {
 	kvd := r.c.KVDim()
 	var kr, vr []float32
 	if cache.Pool().HostRows() {
-		r.kH, r.vH = growF(r.kH, n*kvd), growF(r.vH, n*kvd)
+		r.kH, r.vH = growF(r.kH, nl*n*kvd), growF(r.vH, nl*n*kvd)
 		if err := r.b.stream.Synchronize(); err != nil {
 			return fmt.Errorf("cuda: %v", err)
 		}
-		if err := cu.MemcpyDtoH(f32Ptr(r.kH), k, int64(4*n*kvd)); err != nil {
+		if err := cu.MemcpyDtoH(f32Ptr(r.kH), k, int64(4*nl*n*kvd)); err != nil {
 			return err
 		}
-		if err := cu.MemcpyDtoH(f32Ptr(r.vH), v, int64(4*n*kvd)); err != nil {
+		if err := cu.MemcpyDtoH(f32Ptr(r.vH), v, int64(4*nl*n*kvd)); err != nil {
 			return err
 		}
 		kr, vr = r.kH, r.vH
 	}
-	for i := 0; i < n; i++ {
-		if kr == nil {
-			cache.AppendAt(li, i, b.Flags[i], nil, nil)
-			continue
+	for l := 0; l < nl; l++ {
+		for i := 0; i < n; i++ {
+			if kr == nil {
+				cache.AppendAt(l0+l, i, b.Flags[i], nil, nil)
+				continue
+			}
+			o := (l*n + i) * kvd
+			cache.AppendAt(l0+l, i, b.Flags[i], kr[o:o+kvd], vr[o:o+kvd])
 		}
-		cache.AppendAt(li, i, b.Flags[i], kr[i*kvd:(i+1)*kvd], vr[i*kvd:(i+1)*kvd])
 	}
 	return nil
 }
 
-// finish computes the logits, makes the step's one synchronisation, and
-// does the host's share: append metadata, add the step's scores, apply the
-// policies (whose moves reach the device at the next flush).
-func (r *runner) finish(cache *kvcache.Cache, mir *devMirror, b model.Batch, n, rows, scored int, hostRows bool) ([]float32, error) {
+// enqueueLogits enqueues the logits of the batch's last rows rows.
+func (r *runner) enqueueLogits(n, rows int) error {
 	c := r.c
-	dim := c.Dim
-	first := n - rows
-	x := r.x + cu.DevicePtr(4*first*dim)
-	if err := r.b.launch("rmsnorm", rows, 1, 256, 0, new(args).p(r.xb).p(x).p(r.w.outNorm).i(dim).f(c.Eps)); err != nil {
-		return nil, err
+	x := r.x + cu.DevicePtr(4*(n-rows)*c.Dim)
+	if err := r.b.launch("rmsnorm", rows, 1, 256, 0, new(args).p(r.xb).p(x).p(r.w.outNorm).i(c.Dim).f(c.Eps)); err != nil {
+		return err
 	}
-	if err := r.matmul(r.logits, r.w.output, r.xb, rows); err != nil {
-		return nil, err
-	}
+	return r.matmul(r.logits, r.w.output, r.xb, rows)
+}
+
+// finish makes the step's one synchronisation and does the host's share:
+// append metadata, add the step's scores, apply the policies (whose moves
+// reach the device at the next flush).
+func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, rows, scored int) ([]float32, error) {
+	c := r.c
+	enqueued := time.Now()
 	if err := r.b.stream.Synchronize(); err != nil { // the step's synchronisation
 		return nil, fmt.Errorf("cuda: %v", err)
 	}
+	if k := r.b.clock; k != nil {
+		if err := k.collect(); err != nil {
+			return nil, err
+		}
+	}
+	r.stats.Steps++
+	r.stats.Launches += r.b.launches - r.launch0
+	r.stats.Enqueue += enqueued.Sub(r.stepStart)
+	r.stats.Wait += time.Since(enqueued)
 	r.logitsH = growF(r.logitsH, rows*c.Vocab)
 	if err := cu.MemcpyDtoH(f32Ptr(r.logitsH), r.logits, int64(4*rows*c.Vocab)); err != nil {
 		return nil, err
@@ -324,29 +393,14 @@ func (r *runner) finish(cache *kvcache.Cache, mir *devMirror, b model.Batch, n, 
 		}
 	}
 	if b.Profiler == nil {
-		kvd := c.KVDim()
-		for li := 0; li < c.Layers; li++ {
-			k, v := r.k, r.v
-			if hostRows {
-				k += cu.DevicePtr(4 * li * n * kvd)
-				v += cu.DevicePtr(4 * li * n * kvd)
-			}
-			if err := r.appendHost(cache, b, li, n, k, v); err != nil {
-				return nil, err
-			}
+		// With host rows every layer's K/V sits in r.k and r.v (one
+		// transfer each); without, only the metadata is appended.
+		if err := r.appendHost(cache, b, 0, c.Layers, n, r.k, r.v); err != nil {
+			return nil, err
 		}
 	}
-	if b.Observe {
-		for h := 0; h < c.Layers*c.KVHeads; h++ {
-			off := r.offsH[h]
-			if off < 0 {
-				continue
-			}
-			l, kh := h/c.KVHeads, h%c.KVHeads
-			kept := int(r.keptH[h]) + 1
-			cache.AddScores(l, kh, r.deltaH[off:int(off)+kept])
-			cache.Apply(l, kh, &r.sc)
-		}
+	if b.Observe && scored > 0 {
+		r.applyScores(cache)
 	}
 	cache.Advance(n)
 	if err := mir.flush(); err != nil {
@@ -354,6 +408,46 @@ func (r *runner) finish(cache *kvcache.Cache, mir *devMirror, b model.Batch, n, 
 	}
 	return r.logitsH[:rows*c.Vocab], nil
 }
+
+// applyScores adds the step's scores to every scored head and re-applies
+// its policy, the heads spread over up to maxApplyWorkers goroutines: with
+// the forward pass on the GPU, ranking a head's entries (O(kept) each step)
+// is the host's largest share of a FastGen step at long context.
+func (r *runner) applyScores(cache *kvcache.Cache) {
+	kvHeads := r.c.KVHeads
+	heads := r.scoredH[:0]
+	for h, off := range r.offsH {
+		if off >= 0 {
+			heads = append(heads, h)
+		}
+	}
+	r.scoredH = heads
+	w := min(len(heads), runtime.GOMAXPROCS(0), maxApplyWorkers)
+	for len(r.scs) < w {
+		r.scs = append(r.scs, new(kvcache.Scratch))
+	}
+	apply := func(i int) {
+		for k := i; k < len(heads); k += w {
+			h := heads[k]
+			off, kept := int(r.offsH[h]), int(r.keptH[h])+1
+			cache.AddScores(h/kvHeads, h%kvHeads, r.deltaH[off:off+kept])
+			cache.Apply(h/kvHeads, h%kvHeads, r.scs[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < w; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			apply(i)
+		}()
+	}
+	apply(0)
+	wg.Wait()
+}
+
+// maxApplyWorkers bounds applyScores' goroutines.
+const maxApplyWorkers = 8
 
 func growF(s []float32, n int) []float32 {
 	if cap(s) < n {
