@@ -30,6 +30,20 @@
 
 #define FULL_MASK 0xffffffffu
 
+// Programmatic dependent launch (sm_90): the decode path launches each
+// kernel so that it may start while the one before it drains. A kernel
+// first does what needs nothing from its predecessor (the matvecs load
+// their weights), then waits for it with PDL_WAIT, which every block
+// reaches before it exits, so that completion stays transitive along the
+// chain. Launched without the attribute, or before sm_90, both are no-ops.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;")
+#else
+#define PDL_WAIT()
+#define PDL_LAUNCH()
+#endif
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
   return v;
@@ -158,6 +172,8 @@ extern "C" __global__ void matmul(float *out, const uint8_t *w, const float *x, 
 
 // embed writes row tokens[t] of the embedding matrix to out[t]. grid.x = n.
 extern "C" __global__ void embed(float *out, const uint8_t *w, const int *tokens, int type, int cols) {
+  PDL_LAUNCH();
+  PDL_WAIT();
   int t = blockIdx.x;
   const uint8_t *row = w + (long)tokens[t] * row_bytes(type, cols);
   for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(long)t * cols + c] = deq(type, row, c);
@@ -584,76 +600,78 @@ __device__ __forceinline__ bool vec16(int type) { return type == T_F16 || type =
 // pieces16 is how many 16-byte pieces a row of a vector type has.
 __device__ __forceinline__ int pieces16(int type, int cols) { return type == T_F32 ? cols >> 2 : cols >> 3; }
 
-// MV_PRE pieces of its row each lane loads before the block's prologue
-// (staging and normalising x), so that the weights' memory latency overlaps
-// it: a layer's matrices take ~2–20 µs at HBM speed, the prologue ~1 µs.
+// MV_PRE pieces of its row (share) each lane loads before the block's
+// prologue (staging and normalising x) and before waiting for the kernel
+// that produces x, so that the weights' memory latency overlaps both: a
+// layer's matrices take ~2–20 µs at HBM speed, a prologue ~1 µs.
 #define MV_PRE 4
 
-__device__ __forceinline__ void prefetch16(uint4 *pre, int type, const uint8_t *row, int cols, int lane) {
+__device__ __forceinline__ void prefetch16(uint4 *pre, int type, const uint8_t *row, int cols, int lane, int part,
+                                           int wpr) {
   if (!vec16(type)) return;
   const uint4 *w = (const uint4 *)row;
   int n = pieces16(type, cols);
 #pragma unroll
   for (int k = 0; k < MV_PRE; k++) {
-    int i = lane + 32 * k;
+    int i = lane + 32 * (part + wpr * k);
     if (i < n) pre[k] = w[i];
   }
 }
 
-// Lane-strided dot product of one weight row with x (in shared memory), for
-// one warp, starting from the pieces prefetched into pre. Each lane loads 16
-// bytes of F16/BF16/F32 weights at a time, or a quarter of a Q8_0 block, so
-// a warp keeps a few KB of the row in flight.
-__device__ __forceinline__ float row_dot(int type, const uint8_t *row, const float *xs, int cols, int lane,
-                                         const uint4 *pre) {
+// Lane-strided partial dot product of one weight row with x (in shared
+// memory) for one warp: with wpr warps to a row, warp part takes every
+// wpr-th run of 32 pieces. Each lane loads 16 bytes of F16/BF16/F32 weights
+// at a time, or a quarter of a Q8_0 block, starting from the pieces
+// prefetched into pre. Returns the warp's sum.
+__device__ __forceinline__ float row_dot(int type, const uint8_t *row, const float *xs, int cols, int lane, int part,
+                                         int wpr, const uint4 *pre) {
   float acc = 0.f;
   if (vec16(type)) {
     const uint4 *w = (const uint4 *)row;
     int n = pieces16(type, cols);
 #pragma unroll
     for (int k = 0; k < MV_PRE; k++) {
-      int i = lane + 32 * k;
+      int i = lane + 32 * (part + wpr * k);
       if (i < n) acc += dot16(type, pre[k], xs, i);
     }
 #pragma unroll 8
-    for (int i = lane + 32 * MV_PRE; i < n; i += 32) acc += dot16(type, w[i], xs, i);
+    for (int i = lane + 32 * (part + wpr * MV_PRE); i < n; i += 32 * wpr) acc += dot16(type, w[i], xs, i);
     return warp_sum(acc);
   }
   if (type == T_Q8_0) {
     // Eight lanes per block, four quants each: a warp covers four blocks
     // (136 bytes) per step, reading x as one float4 per lane.
-    int nb = cols >> 5, sub = lane >> 3, part = lane & 7;
+    int nb = cols >> 5, sub = lane >> 3, q = lane & 7;
 #pragma unroll 8
-    for (int b = sub; b < nb; b += 4) {
+    for (int b = sub + 4 * part; b < nb; b += 4 * wpr) {
       const uint8_t *blk = row + (long)b * 34;
-      const uint16_t *qq = (const uint16_t *)(blk + 2 + 4 * part);
+      const uint16_t *qq = (const uint16_t *)(blk + 2 + 4 * q);
       uint16_t q01 = qq[0], q23 = qq[1];
       float d = h2f(rd16(blk));
-      float4 a = *(const float4 *)(xs + b * 32 + part * 4);
+      float4 a = *(const float4 *)(xs + b * 32 + q * 4);
       acc += d * ((float)(int8_t)(q01 & 0xff) * a.x + (float)(int8_t)(q01 >> 8) * a.y +
                   (float)(int8_t)(q23 & 0xff) * a.z + (float)(int8_t)(q23 >> 8) * a.w);
     }
     return warp_sum(acc);
   }
-  for (int c = lane; c < cols; c += 32) acc += deq(type, row, c) * xs[c];
+  for (int c = lane + 32 * part; c < cols; c += 32 * wpr) acc += deq(type, row, c) * xs[c];
   return warp_sum(acc);
 }
 
-// matvec: up to three matrices of one type and width over one vector, one
-// warp per row (rows of w0, then w1, then w2), 8 warps a block. x is staged
-// in shared memory (cols floats), RMS-normalised with normW first when
-// normW is set. mode 0 stores, 1 adds to the output (the residual), 2 is
-// the SwiGLU FFN input: row r of w0 (gate) and of w1 (up) in one warp,
-// o0[r] = silu(gate·x)·(up·x).
+// matvec_staged is matvec with x staged in shared memory by every block
+// first (cols floats), RMS-normalised with normW when set. Kept to compare
+// with matvec (BenchmarkGPUKernels), which reads x through L1 instead.
 #define MV_WARPS 8
 
-extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const uint8_t *w1, float *o1, int r1,
-                                  const uint8_t *w2, float *o2, int r2, const float *x, const float *normW,
-                                  float eps, int type, int cols, int mode) {
+extern "C" __global__ void matvec_staged(const uint8_t *w0, float *o0, int r0, const uint8_t *w1, float *o1,
+                                         int r1, const uint8_t *w2, float *o2, int r2, const float *x,
+                                         const float *normW, float eps, int type, int cols, int mode, int wpr) {
+  PDL_LAUNCH();
   extern __shared__ float4 mv_shm[];
+  __shared__ float red[2][MV_WARPS];
   float *xs = (float *)mv_shm;
-  int tid = threadIdx.x, lane = tid & 31;
-  int r = blockIdx.x * MV_WARPS + (tid >> 5);
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, part = warp % wpr;
+  int r = blockIdx.x * (MV_WARPS / wpr) + warp / wpr;
   long rb = row_bytes(type, cols);
   // This warp's row(s), found and prefetched before the prologue.
   const uint8_t *w = 0, *wu = 0;
@@ -668,8 +686,9 @@ extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const ui
     r -= r0 + r1, w = w2 + r * rb, o = o2;
   }
   uint4 pre[MV_PRE], preU[MV_PRE];
-  if (w) prefetch16(pre, type, w, cols, lane);
-  if (wu) prefetch16(preU, type, wu, cols, lane);
+  if (w) prefetch16(pre, type, w, cols, lane, part, wpr);
+  if (wu) prefetch16(preU, type, wu, cols, lane, part, wpr);
+  PDL_WAIT();
   // One pass stages x (times the norm's weight) and sums its squares; the
   // loads are unrolled so they overlap. The RMS factor scales the dot
   // products afterwards: Σ w·(x·n·inv) = inv·Σ w·(x·n).
@@ -686,14 +705,170 @@ extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const ui
   float inv = 1.f;
   if (normW) inv = rsqrtf(block_sum(ss) / (float)cols + eps);
   __syncthreads();
-  if (!w) return;
-  float s = row_dot(type, w, xs, cols, lane, pre) * inv;
+  float s = 0.f, u = 0.f;
+  if (w) s = row_dot(type, w, xs, cols, lane, part, wpr, pre);
+  if (wu) u = row_dot(type, wu, xs, cols, lane, part, wpr, preU);
+  if (wpr > 1) {
+    if (lane == 0) red[0][warp] = s, red[1][warp] = u;
+    __syncthreads();
+    if (part != 0) return;
+    for (int k = 1; k < wpr; k++) s += red[0][warp + k], u += red[1][warp + k];
+  }
+  if (!w || lane != 0) return;
+  s *= inv;
   if (mode == 2) {
-    float u = row_dot(type, wu, xs, cols, lane, preU) * inv;
-    if (lane == 0) o[r] = s / (1.f + __expf(-s)) * u;
+    u *= inv;
+    o[r] = s / (1.f + __expf(-s)) * u;
     return;
   }
-  if (lane == 0) o[r] = mode == 1 ? o[r] + s : s;
+  o[r] = mode == 1 ? o[r] + s : s;
+}
+
+// The 16-byte piece i of a vector-type row against x read from global
+// memory (through L1: every warp of an SM reads the same x), times the
+// norm's weight when nw is set.
+__device__ __forceinline__ float dot16g(int type, uint4 u, const float *x, const float *nw, int i) {
+  int per = type == T_F32 ? 4 : 8;
+  float4 a = __ldg((const float4 *)(x + i * per)), b = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (per == 8) b = __ldg((const float4 *)(x + i * per + 4));
+  if (nw) {
+    float4 na = __ldg((const float4 *)(nw + i * per));
+    a.x *= na.x, a.y *= na.y, a.z *= na.z, a.w *= na.w;
+    if (per == 8) {
+      float4 nb = __ldg((const float4 *)(nw + i * per + 4));
+      b.x *= nb.x, b.y *= nb.y, b.z *= nb.z, b.w *= nb.w;
+    }
+  }
+  if (type == T_F32)
+    return __uint_as_float(u.x) * a.x + __uint_as_float(u.y) * a.y + __uint_as_float(u.z) * a.z +
+           __uint_as_float(u.w) * a.w;
+  uint32_t p[4] = {u.x, u.y, u.z, u.w};
+  float f[8];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    if (type == T_F16) {
+      f[2 * k] = h2f((uint16_t)(p[k] & 0xffff));
+      f[2 * k + 1] = h2f((uint16_t)(p[k] >> 16));
+    } else {
+      f[2 * k] = __uint_as_float(p[k] << 16);
+      f[2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
+    }
+  }
+  return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+}
+
+// row_dot_g is row_dot with x (and the norm's weight nw, when set) read
+// from global memory.
+__device__ __forceinline__ float row_dot_g(int type, const uint8_t *row, const float *x, const float *nw, int cols,
+                                           int lane, int part, int wpr, const uint4 *pre) {
+  float acc = 0.f;
+  if (vec16(type)) {
+    const uint4 *w = (const uint4 *)row;
+    int n = pieces16(type, cols);
+#pragma unroll
+    for (int k = 0; k < MV_PRE; k++) {
+      int i = lane + 32 * (part + wpr * k);
+      if (i < n) acc += dot16g(type, pre[k], x, nw, i);
+    }
+#pragma unroll 8
+    for (int i = lane + 32 * (part + wpr * MV_PRE); i < n; i += 32 * wpr) acc += dot16g(type, w[i], x, nw, i);
+    return warp_sum(acc);
+  }
+  if (type == T_Q8_0) {
+    int nb = cols >> 5, sub = lane >> 3, q = lane & 7;
+#pragma unroll 8
+    for (int b = sub + 4 * part; b < nb; b += 4 * wpr) {
+      const uint8_t *blk = row + (long)b * 34;
+      const uint16_t *qq = (const uint16_t *)(blk + 2 + 4 * q);
+      uint16_t q01 = qq[0], q23 = qq[1];
+      float d = h2f(rd16(blk));
+      float4 a = __ldg((const float4 *)(x + b * 32 + q * 4));
+      if (nw) {
+        float4 na = __ldg((const float4 *)(nw + b * 32 + q * 4));
+        a.x *= na.x, a.y *= na.y, a.z *= na.z, a.w *= na.w;
+      }
+      acc += d * ((float)(int8_t)(q01 & 0xff) * a.x + (float)(int8_t)(q01 >> 8) * a.y +
+                  (float)(int8_t)(q23 & 0xff) * a.z + (float)(int8_t)(q23 >> 8) * a.w);
+    }
+    return warp_sum(acc);
+  }
+  for (int c = lane + 32 * part; c < cols; c += 32 * wpr) acc += deq(type, row, c) * x[c] * (nw ? nw[c] : 1.f);
+  return warp_sum(acc);
+}
+
+// matvec: up to three matrices of one type and width over one vector, wpr
+// warps (1, 2, 4 or 8) to a row, 8 warps a block (rows of w0, then w1, then
+// w2). Long rows get several warps so that a row's loads are in flight at
+// once rather than in rounds. x is read through L1, with no staging and no
+// barrier, so each warp starts on its row as soon as its weights arrive;
+// with normW, each warp takes x's RMS itself and applies normW as it reads.
+// mode 0 stores, 1 adds to the output (the residual), 2 is the SwiGLU FFN
+// input: row r of w0 (gate) and of w1 (up) in the same warps,
+// o0[r] = silu(gate·x)·(up·x). cols % 4 == 0.
+extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const uint8_t *w1, float *o1, int r1,
+                                  const uint8_t *w2, float *o2, int r2, const float *x, const float *normW,
+                                  float eps, int type, int cols, int mode, int wpr) {
+  PDL_LAUNCH();
+  __shared__ float red[2][MV_WARPS];
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, part = warp % wpr;
+  int r = blockIdx.x * (MV_WARPS / wpr) + warp / wpr;
+  long rb = row_bytes(type, cols);
+  const uint8_t *w = 0, *wu = 0;
+  float *o = 0;
+  if (mode == 2) {
+    if (r < r0) w = w0 + r * rb, wu = w1 + r * rb, o = o0;
+  } else if (r < r0) {
+    w = w0 + r * rb, o = o0;
+  } else if (r < r0 + r1) {
+    r -= r0, w = w1 + r * rb, o = o1;
+  } else if (r < r0 + r1 + r2) {
+    r -= r0 + r1, w = w2 + r * rb, o = o2;
+  }
+  uint4 pre[MV_PRE], preU[MV_PRE];
+  if (w) prefetch16(pre, type, w, cols, lane, part, wpr);
+  if (wu) prefetch16(preU, type, wu, cols, lane, part, wpr);
+  PDL_WAIT();
+  float inv = 1.f;
+  if (normW && w) {
+    float ss = 0.f;
+#pragma unroll 4
+    for (int i = lane * 4; i < cols; i += 128) {
+      float4 v = __ldg((const float4 *)(x + i));
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    inv = rsqrtf(warp_sum(ss) / (float)cols + eps);
+  }
+  float s = 0.f, u = 0.f;
+  if (w) s = row_dot_g(type, w, x, normW, cols, lane, part, wpr, pre);
+  if (wu) u = row_dot_g(type, wu, x, normW, cols, lane, part, wpr, preU);
+  if (wpr > 1) {
+    if (lane == 0) red[0][warp] = s, red[1][warp] = u;
+    __syncthreads();
+    if (part != 0) return;
+    for (int k = 1; k < wpr; k++) s += red[0][warp + k], u += red[1][warp + k];
+  }
+  if (!w || lane != 0) return;
+  s *= inv;
+  if (mode == 2) {
+    u *= inv;
+    o[r] = s / (1.f + __expf(-s)) * u;
+    return;
+  }
+  o[r] = mode == 1 ? o[r] + s : s;
+}
+
+// hbm_read sums n 16-byte pieces (grid-stride, eight loads in flight per
+// thread): the read bandwidth a kernel of this size can reach, which the
+// decode benchmarks compare the matvecs with.
+extern "C" __global__ void hbm_read(const uint4 *p, long n, unsigned int *out) {
+  unsigned int acc = 0;
+  long stride = (long)gridDim.x * blockDim.x;
+#pragma unroll 8
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    uint4 u = p[i];
+    acc ^= u.x ^ u.y ^ u.z ^ u.w;
+  }
+  if (acc == 0x9e3779b9u) out[0] = acc; // keeps the loads; almost never stores
 }
 
 // rope_qk rotates q (heads) and k (kvHeads) of n rows in one launch, as
@@ -720,6 +895,8 @@ extern "C" __global__ void rope_qk(float *q, float *k, const float *cosT, const 
 extern "C" __global__ void rope_k_append(const unsigned long long *tables, const int *kept, float *k, const float *v,
                                          const float *cosT, const float *sinT, int layer, int kvHeads, int hd,
                                          int ropeDim, int neox, int be, int maxBlocks, int n, int f16) {
+  PDL_LAUNCH();
+  PDL_WAIT();
   int pairs = hd / 2, half = ropeDim / 2;
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= n * kvHeads * pairs) return;
@@ -823,6 +1000,8 @@ extern "C" __global__ void attend_split(float *out, float *lse, float *raw, floa
                                         const int *offs, int layer, int heads, int kvHeads, int hd, int be,
                                         int maxBlocks, int ch, int rawStride, float scale, int f16, int t0,
                                         const float *cosT, const float *sinT, int ropeDim, int neox) {
+  PDL_LAUNCH();
+  PDL_WAIT();
   extern __shared__ float4 ad_shm[];
   int s = blockIdx.x, nsplit = gridDim.x, kh = blockIdx.y, z = blockIdx.z, t = t0 + z, h = layer * kvHeads + kh;
   int G = heads / kvHeads, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
@@ -982,6 +1161,8 @@ extern "C" __global__ void attend_split(float *out, float *lse, float *raw, floa
 // blockDim.x), layers·kvHeads).
 extern "C" __global__ void attn_scores_dec(float *delta, const int *offs, const float *lse, const float *raw,
                                            const int *kept, int heads, int kvHeads, int rawStride) {
+  PDL_LAUNCH();
+  PDL_WAIT();
   int h = blockIdx.y, off = offs[h];
   if (off < 0) return;
   int j = blockIdx.x * blockDim.x + threadIdx.x;

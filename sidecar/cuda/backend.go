@@ -34,8 +34,11 @@ type Options struct {
 	// replaying the step as a captured CUDA graph (for measuring what the
 	// graph saves, and for debugging).
 	NoGraphs bool
+	// NoPDL launches a decode step's kernels one after the other, not as
+	// programmatic dependents (for measuring what overlapping them saves).
+	NoPDL bool
 	// KernelTimes times every kernel with device events (KernelTimes);
-	// it implies NoGraphs.
+	// it implies NoGraphs and NoPDL.
 	KernelTimes bool
 
 	// legacyDecode runs one-token steps through the general batch path
@@ -44,6 +47,9 @@ type Options struct {
 	// attnTokens caps attend_split's tokens per launch (tests: several
 	// launches per layer).
 	attnTokens int
+	// stagedMatvec stages x in shared memory in every matvec block
+	// (matvec_staged), to compare with reading it through L1.
+	stagedMatvec bool
 }
 
 // slabBlocks is the number of cache blocks per device allocation.
@@ -63,7 +69,11 @@ type Backend struct {
 
 	launches int          // kernel launches so far (Stats)
 	clock    *kernelClock // with Options.KernelTimes
-	closed   bool         // Close destroyed the context, and with it all device memory
+	// pdl: the device runs programmatic dependent launches (sm_90 on) and
+	// they are on; chain: the launches being made are a decode step's,
+	// each depending on the one before.
+	pdl, chain bool
+	closed     bool // Close destroyed the context, and with it all device memory
 }
 
 // New opens GPU opt.Device and loads the kernels for its architecture.
@@ -112,8 +122,9 @@ func New(opt Options) (*Backend, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("cuda: %v", err)
 	}
+	b.pdl = major >= 9 && !opt.NoPDL
 	if opt.KernelTimes {
-		b.opt.NoGraphs = true
+		b.opt.NoGraphs, b.pdl = true, false
 		b.clock = &kernelClock{total: map[string]time.Duration{}}
 	}
 	return b, nil
@@ -187,11 +198,10 @@ func (b *Backend) Close() error {
 // ---------------------------------------------------------------------------
 // Kernel launches.
 
-// args packs kernel parameters, each in an 8-byte slot as cu's Launch
-// expects; 4-byte parameters (int, float) sit in the low bytes.
+// args packs kernel parameters, each in an 8-byte slot; 4-byte parameters
+// (int, float) sit in the low bytes.
 type args struct {
 	vals [32]uint64
-	ptrs [32]unsafe.Pointer
 	n    int
 }
 
@@ -200,7 +210,6 @@ func (a *args) i(v int) *args          { return a.put(uint64(uint32(int32(v)))) 
 func (a *args) f(v float32) *args      { return a.put(uint64(math.Float32bits(v))) }
 func (a *args) put(v uint64) *args {
 	a.vals[a.n] = v
-	a.ptrs[a.n] = unsafe.Pointer(&a.vals[a.n])
 	a.n++
 	return a
 }
@@ -219,8 +228,8 @@ func (b *Backend) launchAs(label, name string, gx, gy, gz, block, shm int, a *ar
 			return err
 		}
 	}
-	if err := b.fn[name].Launch(gx, gy, gz, block, 1, 1, shm, b.stream, a.ptrs[:a.n]); err != nil {
-		return fmt.Errorf("cuda: launch %s: %v", name, err)
+	if err := cuErr("launch "+name, launchKernel(b.fn[name], gx, gy, gz, block, shm, b.stream, a, b.chain && b.pdl)); err != nil {
+		return err
 	}
 	if k != nil {
 		return k.mark(label, b.stream)

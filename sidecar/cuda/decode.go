@@ -59,20 +59,20 @@ func (r *runner) planAttention(es int) (attnPlan, bool) {
 	return p, p.shm <= maxSharedMem
 }
 
-// fusedOK reports whether every matrix fits matvec, which stages its input
-// vector in shared memory.
+// fusedOK reports whether every matrix fits matvec's vector loads (and,
+// staged, its shared memory).
 func (r *runner) fusedOK() bool {
 	for _, l := range r.w.layers {
 		for _, m := range []dmat{l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down} {
-			if !matvecFits(m) {
+			if !r.matvecFits(m) {
 				return false
 			}
 		}
 	}
-	return matvecFits(r.w.output)
+	return r.matvecFits(r.w.output)
 }
 
-func matvecFits(m dmat) bool {
+func (r *runner) matvecFits(m dmat) bool {
 	switch tensor.DType(m.typ) {
 	case tensor.F16, tensor.BF16:
 		if m.cols%8 != 0 {
@@ -83,7 +83,7 @@ func matvecFits(m dmat) bool {
 			return false
 		}
 	}
-	return m.cols*4 <= maxSharedMem
+	return !r.b.opt.stagedMatvec || m.cols*4 <= maxSharedMem
 }
 
 // attnBuffers allocates attend_split's partials for plan p, and the decode
@@ -160,8 +160,34 @@ func (r *runner) matvec(label string, mode int, x, norm cu.DevicePtr, mats ...mv
 		a.p(o.w.ptr).p(o.out).i(o.w.rows)
 	}
 	w := m[0].w
-	a.p(x).p(norm).f(r.c.Eps).i(w.typ).i(w.cols).i(mode)
-	return r.b.launchAs(label, "matvec", ceilDiv(rows, mvWarps), 1, 1, 32*mvWarps, 4*w.cols, a)
+	wpr := warpsPerRow(w)
+	a.p(x).p(norm).f(r.c.Eps).i(w.typ).i(w.cols).i(mode).i(wpr)
+	if r.b.opt.stagedMatvec {
+		return r.b.launchAs(label, "matvec_staged", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 4*w.cols, a)
+	}
+	return r.b.launchAs(label, "matvec", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 0, a)
+}
+
+// warpsPerRow gives a row enough warps that each lane loads at most about
+// eight pieces of it (16 bytes, or a quarter Q8_0 block): they are then
+// all in flight at once instead of in rounds of memory latency.
+func warpsPerRow(m dmat) int {
+	var steps int // per lane, with one warp to the row
+	switch tensor.DType(m.typ) {
+	case tensor.F16, tensor.BF16:
+		steps = m.cols / 8 / 32
+	case tensor.F32:
+		steps = m.cols / 4 / 32
+	case tensor.Q8_0:
+		steps = m.cols / 128
+	default:
+		steps = m.cols / 32
+	}
+	w := 1
+	for w < mvWarps && steps > 8*w {
+		w *= 2
+	}
+	return w
 }
 
 type mvOut struct {
@@ -190,6 +216,8 @@ func (r *runner) layersDecode(mir *devMirror, observe, hostRows bool) error {
 		raw = r.raw
 	}
 	run(r.b.launch("embed", 1, 1, 256, 0, new(args).p(r.x).p(r.w.embed.ptr).p(r.tokens).i(r.w.embed.typ).i(dim)))
+	r.b.chain = true
+	defer func() { r.b.chain = false }()
 	for li := range r.w.layers {
 		l := &r.w.layers[li]
 		k, v := r.k, r.v

@@ -53,11 +53,12 @@ type runner struct {
 }
 
 // Stats say where a runner's wall time went: how long the host took to
-// enqueue the steps' work and how long it then waited for the device.
-// Decode is launch-bound when Enqueue is the larger share.
+// enqueue the steps' work, how long it then waited for the device, and
+// what it did after (copying results back, applying policies). Decode is
+// launch-bound when Enqueue is the larger share.
 type Stats struct {
-	Steps, Launches int
-	Enqueue, Wait   time.Duration
+	Steps, Launches     int
+	Enqueue, Wait, Host time.Duration // Host: after the sync (copies back, policies)
 }
 
 func (r *runner) release() {
@@ -381,7 +382,9 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 	r.stats.Steps++
 	r.stats.Launches += r.b.launches - r.launch0
 	r.stats.Enqueue += enqueued.Sub(r.stepStart)
-	r.stats.Wait += time.Since(enqueued)
+	synced := time.Now()
+	r.stats.Wait += synced.Sub(enqueued)
+	defer func() { r.stats.Host += time.Since(synced) }()
 	r.logitsH = growF(r.logitsH, rows*c.Vocab)
 	if err := cu.MemcpyDtoH(f32Ptr(r.logitsH), r.logits, int64(4*rows*c.Vocab)); err != nil {
 		return nil, err

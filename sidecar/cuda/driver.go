@@ -5,6 +5,7 @@ package cuda
 /*
 #cgo LDFLAGS: -lcuda
 #include <cuda.h>
+#include <string.h>
 
 static CUresult fg_capture_begin(CUstream s) {
 	return cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
@@ -25,6 +26,28 @@ static CUresult fg_capture_end(CUstream s, CUgraphExec *exec, int keep) {
 }
 
 static CUresult fg_graph_launch(CUgraphExec e, CUstream s) { return cuGraphLaunch(e, s); }
+
+// fg_launch launches f with the n parameters in vals (each in an 8-byte
+// slot; the driver reads each parameter's own size from it), allowing
+// programmatic dependent launch when pdl is set.
+static CUresult fg_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned shm,
+                          CUstream s, unsigned long long *vals, int n, int pdl) {
+	void *params[32];
+	for (int i = 0; i < n && i < 32; i++) params[i] = &vals[i];
+	CUlaunchAttribute attr;
+	memset(&attr, 0, sizeof attr);
+	attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+	attr.value.programmaticStreamSerializationAllowed = 1;
+	CUlaunchConfig cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.gridDimX = gx, cfg.gridDimY = gy, cfg.gridDimZ = gz;
+	cfg.blockDimX = bx, cfg.blockDimY = 1, cfg.blockDimZ = 1;
+	cfg.sharedMemBytes = shm;
+	cfg.hStream = s;
+	cfg.attrs = pdl ? &attr : NULL;
+	cfg.numAttrs = pdl ? 1 : 0;
+	return cuLaunchKernelEx(&cfg, f, params, NULL);
+}
 static CUresult fg_graph_destroy(CUgraphExec e) { return cuGraphExecDestroy(e); }
 
 static const char *fg_error_name(CUresult r) {
@@ -42,15 +65,29 @@ import (
 	"gorgonia.org/cu"
 )
 
-// gorgonia.org/cu (v0.9.6) has no stream capture or graph launch, so these
-// few calls go to the driver directly. A decode step is ~7 launches per
-// layer; enqueued one by one they cost the host more than the device takes
-// to run them (a few µs each against ~3 µs of a 1.1B layer's weights at HBM
-// speed), so the step is captured once and replayed as one graph.
+// gorgonia.org/cu (v0.9.6) has no stream capture, graph launch or launch
+// attributes, and its Launch allocates its argument arrays with malloc, so
+// these few calls go to the driver directly; cu still owns the context,
+// memory, module and stream. A decode step is 6 launches a layer; enqueued
+// one by one they cost the host about what the device takes to run them,
+// so the step is captured once and replayed as one graph, its kernels
+// launched as programmatic dependents (each may start, and load its
+// weights, while the one before it drains).
 
-// cuStream is the driver handle inside a cu.Stream (a struct holding just
-// that pointer).
-func cuStream(s cu.Stream) C.CUstream { return *(*C.CUstream)(unsafe.Pointer(&s)) }
+// cuStream and cuFunction are the driver handles inside cu's wrappers
+// (structs holding just that pointer).
+func cuStream(s cu.Stream) C.CUstream       { return *(*C.CUstream)(unsafe.Pointer(&s)) }
+func cuFunction(f cu.Function) C.CUfunction { return *(*C.CUfunction)(unsafe.Pointer(&f)) }
+
+// launchKernel launches f with a's parameters on s.
+func launchKernel(f cu.Function, gx, gy, gz, block, shm int, s cu.Stream, a *args, pdl bool) C.CUresult {
+	p := C.int(0)
+	if pdl {
+		p = 1
+	}
+	return C.fg_launch(cuFunction(f), C.uint(gx), C.uint(gy), C.uint(gz), C.uint(block), C.uint(shm), cuStream(s),
+		(*C.ulonglong)(unsafe.Pointer(&a.vals[0])), C.int(a.n), p)
+}
 
 func cuErr(what string, r C.CUresult) error {
 	if r == C.CUDA_SUCCESS {
