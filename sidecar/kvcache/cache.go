@@ -58,7 +58,8 @@ type head struct {
 // Scratch is working memory for Apply and Observe. Heads may be observed
 // concurrently (one goroutine per head), each with its own Scratch.
 type Scratch struct {
-	keys []float32
+	keys []float32 // rank keys, reordered by the selection
+	rank []float32 // rank keys in entry order, for the keep pass
 }
 
 // Cache is the KV cache of one sequence. Different heads may be attended,
@@ -363,11 +364,13 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 	var (
 		freqThr  float32 = float32(math.Inf(-1))
 		freqTies         = math.MaxInt // entries scoring exactly freqThr still admitted
+		ranked   []float32             // entry j's rank key, when kthScore computed them
 	)
 	if p.Keep&Frequent != 0 {
 		k := p.Frequent.At(t)
 		if k < h.n {
 			freqThr, freqTies = c.kthScore(h, k, cur, sc)
+			ranked = sc.rank
 		}
 		if k == 0 {
 			freqThr, freqTies = float32(math.Inf(1)), 0
@@ -384,7 +387,12 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 			return true
 		}
 		if p.Keep&Frequent != 0 {
-			s := rankKey(c.cfg.Score, b.score[i], pos, cur)
+			var s float32
+			if ranked != nil {
+				s = ranked[j] // the walk never revisits a filled hole
+			} else {
+				s = rankKey(c.cfg.Score, b.score[i], pos, cur)
+			}
 			if s > freqThr {
 				return true
 			}
@@ -422,20 +430,26 @@ func rankKey(mode ScoreMode, score float32, pos, cur int32) float32 {
 }
 
 // kthScore returns the k-th largest rank key of the head (k ≥ 1) and how
-// many entries with exactly that key fit within the top k.
+// many entries with exactly that key fit within the top k. It leaves every
+// entry's key, in entry order, in sc.rank.
 func (c *Cache) kthScore(h *head, k int, cur int32, sc *Scratch) (float32, int) {
 	be := c.pool.blockEntries
-	s := sc.keys[:0]
-	for j := 0; j < h.n; j++ {
-		b, i := &h.blocks[j/be], j%be
-		s = append(s, rankKey(c.cfg.Score, b.score[i], b.pos[i], cur))
+	r := sc.rank[:0]
+	for j0 := 0; j0 < h.n; j0 += be {
+		b := &h.blocks[j0/be]
+		for i := range min(be, h.n-j0) {
+			r = append(r, rankKey(c.cfg.Score, b.score[i], b.pos[i], cur))
+		}
 	}
+	sc.rank = r
+	s := append(sc.keys[:0], r...)
 	sc.keys = s
 	thr := quickselect(s, k-1)
+	// quickselect leaves the k−1 keys before thr ≥ it and those after ≤ it:
+	// every key above thr is among the first k−1.
 	above := 0
-	for j := 0; j < h.n; j++ {
-		b, i := &h.blocks[j/be], j%be
-		if rankKey(c.cfg.Score, b.score[i], b.pos[i], cur) > thr {
+	for _, v := range s[:k-1] {
+		if v > thr {
 			above++
 		}
 	}
@@ -443,7 +457,7 @@ func (c *Cache) kthScore(h *head, k int, cur int32, sc *Scratch) (float32, int) 
 }
 
 // quickselect returns the element that would be at index k if s were sorted
-// in descending order. It reorders s.
+// in descending order. It reorders s so that s[:k] ≥ s[k] ≥ s[k+1:].
 func quickselect(s []float32, k int) float32 {
 	lo, hi := 0, len(s)-1
 	for lo < hi {

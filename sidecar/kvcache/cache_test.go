@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -627,6 +628,33 @@ func TestQuickselect(t *testing.T) {
 		k := rng.IntN(n)
 		if got := quickselect(slices.Clone(s), k); got != sorted[k] {
 			t.Fatalf("quickselect(%v, %d) = %v, want %v", s, k, got, sorted[k])
+		}
+	}
+}
+
+// TestQuickselectPartitions checks the order quickselect leaves behind,
+// which kthScore counts on: everything before index k at least s[k],
+// everything after at most, on keys with many ties.
+func TestQuickselectPartitions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 2000; trial++ {
+		n := 1 + rng.IntN(300)
+		s := make([]float32, n)
+		levels := 1 + rng.IntN(20)
+		for i := range s {
+			s[i] = float32(rng.IntN(levels))
+		}
+		want := slices.Clone(s)
+		slices.SortFunc(want, func(a, b float32) int { return cmp.Compare(b, a) })
+		k := rng.IntN(n)
+		got := quickselect(s, k)
+		if got != want[k] {
+			t.Fatalf("n=%d k=%d: got %v, want %v", n, k, got, want[k])
+		}
+		for i, v := range s {
+			if (i < k && v < got) || (i > k && v > got) {
+				t.Fatalf("n=%d k=%d: s[%d]=%v on the wrong side of %v", n, k, i, v, got)
+			}
 		}
 	}
 }
