@@ -28,9 +28,9 @@ func PTX(major, minor int) string {
 
 // Names lists every kernel in fastgen.cu, which the backend looks up once.
 var Names = []string{
-	"matmul", "embed", "rmsnorm", "add_rows", "swiglu", "rope", "softmax_rows",
+	"matmul", "embed", "rmsnorm", "add_rows", "swiglu", "rope",
 	"kv_append", "kv_move", "attend", "attn_scores",
 	"prof_pass1", "prof_rank", "prof_pass2",
-	"matvec", "rope_qk", "attend_split", "attn_scores_dec", "table_set",
+	"matvec", "attend_split", "attn_scores_dec", "table_set",
 	"rope_k_append", "hbm_read", "matvec_staged",
 }

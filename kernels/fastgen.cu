@@ -225,34 +225,6 @@ extern "C" __global__ void rope(float *x, const float *cosT, const float *sinT, 
   v[ib] = a * s + b * c;
 }
 
-// softmax over rows of len values, in place. grid.x = rows.
-extern "C" __global__ void softmax_rows(float *x, int len) {
-  float *r = x + (long)blockIdx.x * len;
-  __shared__ float red;
-  float m = -INFINITY;
-  for (int i = threadIdx.x; i < len; i += blockDim.x) m = fmaxf(m, r[i]);
-  m = warp_max(m);
-  __shared__ float part[32];
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float mm = -INFINITY;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) mm = fmaxf(mm, part[w]);
-    red = mm;
-  }
-  __syncthreads();
-  m = red;
-  float s = 0.f;
-  for (int i = threadIdx.x; i < len; i += blockDim.x) {
-    float e = __expf(r[i] - m);
-    r[i] = e;
-    s += e;
-  }
-  s = block_sum(s);
-  float inv = 1.f / s;
-  for (int i = threadIdx.x; i < len; i += blockDim.x) r[i] *= inv;
-}
-
 // ---------------------------------------------------------------------------
 // The compressed cache. tables holds, per head h (layer-major over KV
 // heads), maxBlocks device pointers; kept[h] is the head's entry count before
@@ -869,22 +841,6 @@ extern "C" __global__ void hbm_read(const uint4 *p, long n, unsigned int *out) {
     acc ^= u.x ^ u.y ^ u.z ^ u.w;
   }
   if (acc == 0x9e3779b9u) out[0] = acc; // keeps the loads; almost never stores
-}
-
-// rope_qk rotates q (heads) and k (kvHeads) of n rows in one launch, as
-// rope does for each.
-extern "C" __global__ void rope_qk(float *q, float *k, const float *cosT, const float *sinT, int n, int heads,
-                                   int kvHeads, int hd, int ropeDim, int neox) {
-  int half = ropeDim / 2, all = heads + kvHeads;
-  int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= n * all * half) return;
-  int j = idx % half, hh = (idx / half) % all, t = idx / (half * all);
-  float *v = hh < heads ? q + (long)t * heads * hd + hh * hd : k + (long)t * kvHeads * hd + (hh - heads) * hd;
-  float c = cosT[t * half + j], s = sinT[t * half + j];
-  int ia = neox ? j : 2 * j, ib = neox ? j + half : 2 * j + 1;
-  float a = v[ia], b = v[ib];
-  v[ia] = a * c - b * s;
-  v[ib] = a * s + b * c;
 }
 
 // rope_k_append rotates the batch's keys and appends keys and values to
