@@ -32,5 +32,5 @@ var Names = []string{
 	"kv_append", "kv_move", "attend", "attn_scores",
 	"prof_pass1", "prof_rank", "prof_pass2",
 	"matvec", "attend_split", "attn_scores_dec", "table_set",
-	"rope_k_append", "hbm_read", "matvec_staged",
+	"rope_k_append", "hbm_read",
 }

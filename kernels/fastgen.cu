@@ -542,40 +542,14 @@ extern "C" __global__ void prof_pass2(double *sums, const int *order, const floa
 // from device memory, so a step's launches are the same each token and can
 // be replayed as one CUDA graph.
 
-// The 16-byte piece i of a row of a vector type (F16, BF16, F32) against
-// x: 8 elements (4 for F32) from xs + i·8 (i·4).
-__device__ __forceinline__ float dot16(int type, uint4 u, const float *xs, int i) {
-  if (type == T_F32) {
-    float4 a = *(const float4 *)(xs + i * 4);
-    return __uint_as_float(u.x) * a.x + __uint_as_float(u.y) * a.y + __uint_as_float(u.z) * a.z +
-           __uint_as_float(u.w) * a.w;
-  }
-  const float4 *xv = (const float4 *)(xs + i * 8);
-  float4 a = xv[0], b = xv[1];
-  uint32_t p[4] = {u.x, u.y, u.z, u.w};
-  float f[8];
-#pragma unroll
-  for (int k = 0; k < 4; k++) {
-    if (type == T_F16) {
-      f[2 * k] = h2f((uint16_t)(p[k] & 0xffff));
-      f[2 * k + 1] = h2f((uint16_t)(p[k] >> 16));
-    } else {
-      f[2 * k] = __uint_as_float(p[k] << 16);
-      f[2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
-    }
-  }
-  return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-}
-
 __device__ __forceinline__ bool vec16(int type) { return type == T_F16 || type == T_BF16 || type == T_F32; }
 
 // pieces16 is how many 16-byte pieces a row of a vector type has.
 __device__ __forceinline__ int pieces16(int type, int cols) { return type == T_F32 ? cols >> 2 : cols >> 3; }
 
-// MV_PRE pieces of its row (share) each lane loads before the block's
-// prologue (staging and normalising x) and before waiting for the kernel
-// that produces x, so that the weights' memory latency overlaps both: a
-// layer's matrices take ~2–20 µs at HBM speed, a prologue ~1 µs.
+// MV_PRE pieces of its row (share) each lane loads before waiting for the
+// kernel that produces x (PDL_WAIT), so that the weights' memory latency
+// overlaps that kernel's drain and the RMS pass.
 #define MV_PRE 4
 
 __device__ __forceinline__ void prefetch16(uint4 *pre, int type, const uint8_t *row, int cols, int lane, int part,
@@ -590,116 +564,12 @@ __device__ __forceinline__ void prefetch16(uint4 *pre, int type, const uint8_t *
   }
 }
 
-// Lane-strided partial dot product of one weight row with x (in shared
-// memory) for one warp: with wpr warps to a row, warp part takes every
-// wpr-th run of 32 pieces. Each lane loads 16 bytes of F16/BF16/F32 weights
-// at a time, or a quarter of a Q8_0 block, starting from the pieces
-// prefetched into pre. Returns the warp's sum.
-__device__ __forceinline__ float row_dot(int type, const uint8_t *row, const float *xs, int cols, int lane, int part,
-                                         int wpr, const uint4 *pre) {
-  float acc = 0.f;
-  if (vec16(type)) {
-    const uint4 *w = (const uint4 *)row;
-    int n = pieces16(type, cols);
-#pragma unroll
-    for (int k = 0; k < MV_PRE; k++) {
-      int i = lane + 32 * (part + wpr * k);
-      if (i < n) acc += dot16(type, pre[k], xs, i);
-    }
-#pragma unroll 8
-    for (int i = lane + 32 * (part + wpr * MV_PRE); i < n; i += 32 * wpr) acc += dot16(type, w[i], xs, i);
-    return warp_sum(acc);
-  }
-  if (type == T_Q8_0) {
-    // Eight lanes per block, four quants each: a warp covers four blocks
-    // (136 bytes) per step, reading x as one float4 per lane.
-    int nb = cols >> 5, sub = lane >> 3, q = lane & 7;
-#pragma unroll 8
-    for (int b = sub + 4 * part; b < nb; b += 4 * wpr) {
-      const uint8_t *blk = row + (long)b * 34;
-      const uint16_t *qq = (const uint16_t *)(blk + 2 + 4 * q);
-      uint16_t q01 = qq[0], q23 = qq[1];
-      float d = h2f(rd16(blk));
-      float4 a = *(const float4 *)(xs + b * 32 + q * 4);
-      acc += d * ((float)(int8_t)(q01 & 0xff) * a.x + (float)(int8_t)(q01 >> 8) * a.y +
-                  (float)(int8_t)(q23 & 0xff) * a.z + (float)(int8_t)(q23 >> 8) * a.w);
-    }
-    return warp_sum(acc);
-  }
-  for (int c = lane + 32 * part; c < cols; c += 32 * wpr) acc += deq(type, row, c) * xs[c];
-  return warp_sum(acc);
-}
+#define MV_WARPS 8 // warps a block
 
-// matvec_staged is matvec with x staged in shared memory by every block
-// first (cols floats), RMS-normalised with normW when set. Kept to compare
-// with matvec (BenchmarkGPUKernels), which reads x through L1 instead.
-#define MV_WARPS 8
-
-extern "C" __global__ void matvec_staged(const uint8_t *w0, float *o0, int r0, const uint8_t *w1, float *o1,
-                                         int r1, const uint8_t *w2, float *o2, int r2, const float *x,
-                                         const float *normW, float eps, int type, int cols, int mode, int wpr) {
-  PDL_LAUNCH();
-  extern __shared__ float4 mv_shm[];
-  __shared__ float red[2][MV_WARPS];
-  float *xs = (float *)mv_shm;
-  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, part = warp % wpr;
-  int r = blockIdx.x * (MV_WARPS / wpr) + warp / wpr;
-  long rb = row_bytes(type, cols);
-  // This warp's row(s), found and prefetched before the prologue.
-  const uint8_t *w = 0, *wu = 0;
-  float *o = 0;
-  if (mode == 2) {
-    if (r < r0) w = w0 + r * rb, wu = w1 + r * rb, o = o0;
-  } else if (r < r0) {
-    w = w0 + r * rb, o = o0;
-  } else if (r < r0 + r1) {
-    r -= r0, w = w1 + r * rb, o = o1;
-  } else if (r < r0 + r1 + r2) {
-    r -= r0 + r1, w = w2 + r * rb, o = o2;
-  }
-  uint4 pre[MV_PRE], preU[MV_PRE];
-  if (w) prefetch16(pre, type, w, cols, lane, part, wpr);
-  if (wu) prefetch16(preU, type, wu, cols, lane, part, wpr);
-  PDL_WAIT();
-  // One pass stages x (times the norm's weight) and sums its squares; the
-  // loads are unrolled so they overlap. The RMS factor scales the dot
-  // products afterwards: Σ w·(x·n·inv) = inv·Σ w·(x·n).
-  float ss = 0.f;
-#pragma unroll 8
-  for (int i = tid; i < cols; i += blockDim.x) {
-    float v = x[i];
-    if (normW) {
-      ss += v * v;
-      v *= normW[i];
-    }
-    xs[i] = v;
-  }
-  float inv = 1.f;
-  if (normW) inv = rsqrtf(block_sum(ss) / (float)cols + eps);
-  __syncthreads();
-  float s = 0.f, u = 0.f;
-  if (w) s = row_dot(type, w, xs, cols, lane, part, wpr, pre);
-  if (wu) u = row_dot(type, wu, xs, cols, lane, part, wpr, preU);
-  if (wpr > 1) {
-    if (lane == 0) red[0][warp] = s, red[1][warp] = u;
-    __syncthreads();
-    if (part != 0) return;
-    for (int k = 1; k < wpr; k++) s += red[0][warp + k], u += red[1][warp + k];
-  }
-  if (!w || lane != 0) return;
-  s *= inv;
-  if (mode == 2) {
-    u *= inv;
-    o[r] = s / (1.f + __expf(-s)) * u;
-    return;
-  }
-  o[r] = mode == 1 ? o[r] + s : s;
-}
-
-// The 16-byte piece i of a vector-type row against x read from global
-// memory (through L1: every warp of an SM reads the same x), times the
-// norm's weight when nw is set.
-__device__ __forceinline__ float dot16g(int type, uint4 u, const float *x, const float *nw, int i) {
+// The 16-byte piece i of a vector-type row (F16, BF16: 8 elements; F32: 4)
+// against x read from global memory (through L1: every warp of an SM
+// reads the same x), times the norm's weight when nw is set.
+__device__ __forceinline__ float dot16(int type, uint4 u, const float *x, const float *nw, int i) {
   int per = type == T_F32 ? 4 : 8;
   float4 a = __ldg((const float4 *)(x + i * per)), b = make_float4(0.f, 0.f, 0.f, 0.f);
   if (per == 8) b = __ldg((const float4 *)(x + i * per + 4));
@@ -729,9 +599,12 @@ __device__ __forceinline__ float dot16g(int type, uint4 u, const float *x, const
   return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
 }
 
-// row_dot_g is row_dot with x (and the norm's weight nw, when set) read
-// from global memory.
-__device__ __forceinline__ float row_dot_g(int type, const uint8_t *row, const float *x, const float *nw, int cols,
+// Lane-strided partial dot product of one weight row with x (times the
+// norm's weight nw, when set) for one warp: with wpr warps to a row, warp
+// part takes every wpr-th run of 32 pieces. Each lane loads 16 bytes of
+// F16/BF16/F32 weights at a time, or a quarter of a Q8_0 block, starting
+// from the pieces prefetched into pre. Returns the warp's sum.
+__device__ __forceinline__ float row_dot(int type, const uint8_t *row, const float *x, const float *nw, int cols,
                                            int lane, int part, int wpr, const uint4 *pre) {
   float acc = 0.f;
   if (vec16(type)) {
@@ -740,10 +613,10 @@ __device__ __forceinline__ float row_dot_g(int type, const uint8_t *row, const f
 #pragma unroll
     for (int k = 0; k < MV_PRE; k++) {
       int i = lane + 32 * (part + wpr * k);
-      if (i < n) acc += dot16g(type, pre[k], x, nw, i);
+      if (i < n) acc += dot16(type, pre[k], x, nw, i);
     }
 #pragma unroll 8
-    for (int i = lane + 32 * (part + wpr * MV_PRE); i < n; i += 32 * wpr) acc += dot16g(type, w[i], x, nw, i);
+    for (int i = lane + 32 * (part + wpr * MV_PRE); i < n; i += 32 * wpr) acc += dot16(type, w[i], x, nw, i);
     return warp_sum(acc);
   }
   if (type == T_Q8_0) {
@@ -811,8 +684,8 @@ extern "C" __global__ void matvec(const uint8_t *w0, float *o0, int r0, const ui
     inv = rsqrtf(warp_sum(ss) / (float)cols + eps);
   }
   float s = 0.f, u = 0.f;
-  if (w) s = row_dot_g(type, w, x, normW, cols, lane, part, wpr, pre);
-  if (wu) u = row_dot_g(type, wu, x, normW, cols, lane, part, wpr, preU);
+  if (w) s = row_dot(type, w, x, normW, cols, lane, part, wpr, pre);
+  if (wu) u = row_dot(type, wu, x, normW, cols, lane, part, wpr, preU);
   if (wpr > 1) {
     if (lane == 0) red[0][warp] = s, red[1][warp] = u;
     __syncthreads();

@@ -47,9 +47,6 @@ type Options struct {
 	// attnTokens caps attend_split's tokens per launch (tests: several
 	// launches per layer).
 	attnTokens int
-	// stagedMatvec stages x in shared memory in every matvec block
-	// (matvec_staged), to compare with reading it through L1.
-	stagedMatvec bool
 }
 
 // slabBlocks is the number of cache blocks per device allocation.

@@ -24,7 +24,7 @@ const (
 	mvWarps      = 8         // matvec's warps per block (MV_WARPS in fastgen.cu)
 	adThreads    = 256       // attend_split's block
 	adMaxGroups  = 16        // AD_MAXG: query heads per KV head
-	maxSharedMem = 47 * 1024 // dynamic, per block: 48 KB without opting in, less the kernels' static use
+	maxSharedMem = 47 * 1024 // attend_split's dynamic shared memory: 48 KB without opting in, less its static use
 	partBudget   = 64 << 20  // bytes of attend_split partials: bounds tokens per launch
 )
 
@@ -59,8 +59,7 @@ func (r *runner) planAttention(es int) (attnPlan, bool) {
 	return p, p.shm <= maxSharedMem
 }
 
-// fusedOK reports whether every matrix fits matvec's vector loads (and,
-// staged, its shared memory).
+// fusedOK reports whether every matrix fits matvec's vector loads.
 func (r *runner) fusedOK() bool {
 	for _, l := range r.w.layers {
 		for _, m := range []dmat{l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down} {
@@ -75,15 +74,11 @@ func (r *runner) fusedOK() bool {
 func (r *runner) matvecFits(m dmat) bool {
 	switch tensor.DType(m.typ) {
 	case tensor.F16, tensor.BF16:
-		if m.cols%8 != 0 {
-			return false
-		}
+		return m.cols%8 == 0
 	case tensor.F32:
-		if m.cols%4 != 0 {
-			return false
-		}
+		return m.cols%4 == 0
 	}
-	return !r.b.opt.stagedMatvec || m.cols*4 <= maxSharedMem
+	return true // block types: whole blocks of 32 or 256
 }
 
 // attnBuffers allocates attend_split's partials for plan p, and the decode
@@ -162,9 +157,6 @@ func (r *runner) matvec(label string, mode int, x, norm cu.DevicePtr, mats ...mv
 	w := m[0].w
 	wpr := warpsPerRow(w)
 	a.p(x).p(norm).f(r.c.Eps).i(w.typ).i(w.cols).i(mode).i(wpr)
-	if r.b.opt.stagedMatvec {
-		return r.b.launchAs(label, "matvec_staged", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 4*w.cols, a)
-	}
 	return r.b.launchAs(label, "matvec", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 0, a)
 }
 

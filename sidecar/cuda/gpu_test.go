@@ -32,8 +32,7 @@ func newBackend(t testing.TB) *Backend {
 	return newBackendWith(t, Options{NoGraphs: os.Getenv("FASTGEN_CUDA_NOGRAPHS") == "1",
 		NoPDL:        os.Getenv("FASTGEN_CUDA_NOPDL") == "1",
 		KernelTimes:  os.Getenv("FASTGEN_CUDA_KERNEL_TIMES") == "1",
-		legacyDecode: os.Getenv("FASTGEN_CUDA_LEGACY") == "1",
-		stagedMatvec: os.Getenv("FASTGEN_CUDA_STAGED") == "1"})
+		legacyDecode: os.Getenv("FASTGEN_CUDA_LEGACY") == "1"})
 }
 
 func newBackendWith(t testing.TB, o Options) *Backend {
@@ -114,7 +113,7 @@ var decodePaths = []struct {
 	name string
 	opt  Options
 }{{"general", Options{legacyDecode: true}}, {"fused", Options{NoGraphs: true, attnTokens: 64}},
-	{"staged", Options{NoGraphs: true, stagedMatvec: true}}, {"graph", Options{NoPDL: true}}, {"graph-pdl", Options{}}}
+	{"graph", Options{NoPDL: true}}, {"graph-pdl", Options{}}}
 
 // TestGPUParityLogits: logits within 1e-3 relative of the CPU's at every
 // position of a 32-token prefill and 32 decode steps (F32 and F16 weights
@@ -175,10 +174,10 @@ func TestGPUParityLogits(t *testing.T) {
 	}
 }
 
-// TestGPUGreedyStories260K: identical greedy tokens on the real tiny model,
-// with a full cache and with a compressing policy whose evictions run on the
-// device; device bytes in use track 1 − pruned ratio.
-func TestGPUGreedyStories260K(t *testing.T) {
+// stories260K loads the real tiny model with the context it was trained
+// with (its GGUF header says 128).
+func stories260K(t *testing.T) *model.Model {
+	t.Helper()
 	dir := os.Getenv("FASTGEN_TEST_MODELS")
 	if dir == "" {
 		t.Skip("FASTGEN_TEST_MODELS is unset")
@@ -187,7 +186,15 @@ func TestGPUGreedyStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestGPUGreedyStories260K: identical greedy tokens on the real tiny model,
+// with a full cache and with a compressing policy whose evictions run on the
+// device; device bytes in use track 1 − pruned ratio.
+func TestGPUGreedyStories260K(t *testing.T) {
+	m := stories260K(t)
 	b := newBackend(t)
 	for _, pol := range []kvcache.Policy{kvcache.FullPolicy,
 		{Keep: kvcache.Special | kvcache.Punct | kvcache.Frequent | kvcache.Local, Window: kvcache.Budget{Ratio: 0.3}, Frequent: kvcache.Budget{Ratio: 0.3}}} {
@@ -260,15 +267,7 @@ func TestGPUGreedyStories260K(t *testing.T) {
 // choose the CPU's policy unless its recovery sits within 1e-3 of the
 // threshold, and the tokens must match.
 func TestGPUFastGenProfiledPrefill(t *testing.T) {
-	dir := os.Getenv("FASTGEN_TEST_MODELS")
-	if dir == "" {
-		t.Skip("FASTGEN_TEST_MODELS is unset")
-	}
-	m, err := model.Load(filepath.Join(dir, "stories260K.gguf"), model.LoadOptions{Ctx: 512})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := stories260K(t)
 	b := newBackend(t)
 	p := newPair(t, b, m, kvcache.F32)
 	c := m.Config
@@ -506,10 +505,9 @@ func envInts(b *testing.B, name string, def []int) []int {
 
 // BenchmarkGPUKernels times the decode path's matrix-vector products alone
 // on the 1.1B shape (F16), each launched 200 times back to back over
-// weights rotated through 512 MB (so that L2 holds none of them): x staged
-// in shared memory or read through L1, with and without programmatic
-// dependent launch, beside hbm_read, the bandwidth a plain streaming kernel
-// reaches on the same number of bytes.
+// weights rotated through 512 MB (so that L2 holds none of them), with and
+// without programmatic dependent launch, beside hbm_read, the bandwidth a
+// plain streaming kernel reaches on the same number of bytes.
 func BenchmarkGPUKernels(b *testing.B) {
 	be := newBackend(b)
 	leave := be.enter()
@@ -593,12 +591,7 @@ func BenchmarkGPUKernels(b *testing.B) {
 		}
 		w := dmat{typ: f16, rows: k.rows, cols: k.cols}
 		wpr := warpsPerRow(w)
-		for _, v := range []struct {
-			kernel string
-			shm    int
-			pdl    bool
-		}{{"matvec_staged", 4 * k.cols, false}, {"matvec", 0, false}, {"matvec", 0, true}} {
-			pdl := v.pdl
+		for _, pdl := range []bool{false, true} {
 			if pdl && !be.pdl {
 				continue
 			}
@@ -614,12 +607,9 @@ func BenchmarkGPUKernels(b *testing.B) {
 				}
 				be.chain = pdl
 				defer func() { be.chain = false }()
-				return be.launch(v.kernel, ceilDiv(k.rows*wpr, mvWarps), 1, 32*mvWarps, v.shm, a)
+				return be.launch("matvec", ceilDiv(k.rows*wpr, mvWarps), 1, 32*mvWarps, 0, a)
 			})
 			name := k.name
-			if v.kernel == "matvec_staged" {
-				name += "/staged"
-			}
 			if pdl {
 				name += "+pdl"
 			}

@@ -87,12 +87,12 @@ func TestMovesResolveToIndependentCopies(t *testing.T) {
 	}
 }
 
-// TestSlabsFreeWhatIsEvicted checks the device block pool's accounting: in
-// use tracks what caches hold, and slabs beyond the reserve go back.
-func TestSlabsFreeWhatIsEvicted(t *testing.T) {
+// fakeSlabs is a block pool over fake device allocations; live holds the
+// slabs allocated and not yet freed, and a free of anything else fails.
+func fakeSlabs(t *testing.T, blockBytes uint64, perSlab, reserve int) (*slabs, map[uint64]bool) {
 	var next uint64 = 1 << 20
 	live := map[uint64]bool{}
-	p := newSlabs(64, 8, 8, func(n uint64) (uint64, error) {
+	return newSlabs(blockBytes, perSlab, reserve, func(n uint64) (uint64, error) {
 		b := next
 		next += n
 		live[b] = true
@@ -103,7 +103,13 @@ func TestSlabsFreeWhatIsEvicted(t *testing.T) {
 		}
 		delete(live, b)
 		return nil
-	})
+	}), live
+}
+
+// TestSlabsFreeWhatIsEvicted checks the device block pool's accounting: in
+// use tracks what caches hold, and slabs beyond the reserve go back.
+func TestSlabsFreeWhatIsEvicted(t *testing.T) {
+	p, live := fakeSlabs(t, 64, 8, 8)
 	var held []uint64
 	for i := 0; i < 100; i++ {
 		b, err := p.get()
@@ -168,20 +174,7 @@ func TestWeightsByName(t *testing.T) {
 // reserve needs.
 func TestSlabsRandomChurn(t *testing.T) {
 	const perSlab, reserve = 4, 6
-	live := map[uint64]bool{}
-	var next uint64 = 1 << 20
-	p := newSlabs(16, perSlab, reserve, func(n uint64) (uint64, error) {
-		b := next
-		next += n
-		live[b] = true
-		return b, nil
-	}, func(b uint64) error {
-		if !live[b] {
-			t.Fatalf("free of %#x, not a live slab", b)
-		}
-		delete(live, b)
-		return nil
-	})
+	p, live := fakeSlabs(t, 16, perSlab, reserve)
 	rng := rand.New(rand.NewPCG(1, 2))
 	held := map[uint64]bool{}
 	var order []uint64

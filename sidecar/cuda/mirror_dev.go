@@ -34,16 +34,14 @@ type devMirror struct {
 	// patch holds (table index, block address) pairs that grow set since
 	// the last flush, which table_set writes on the device. Released slots
 	// are not cleared there: no kernel reads past a head's kept entries.
-	patch    []uint64
-	dpatch   cu.DevicePtr
-	patchCap int
+	patch  []uint64
+	dpatch devBuf
 
 	mu      sync.Mutex // pending: heads apply their policies concurrently
 	pending []uint64   // blocks released by evictions, freed after the moves
 
 	mvHead, mvDst, mvSrc []int32
-	dmv                  cu.DevicePtr // 3 × mvCap int32
-	mvCap                int
+	dmv                  devBuf // the moves: heads, destinations, sources
 	closed               bool
 }
 
@@ -137,44 +135,28 @@ func (m *devMirror) flush() error {
 		}
 	}
 	if n := len(m.mvDst); n > 0 {
-		if n > m.mvCap {
-			if m.dmv != 0 {
-				m.b.stream.Synchronize()
-				cu.MemFree(m.dmv)
-			}
-			m.mvCap = max(n, 2*m.mvCap, 256)
-			var err error
-			if m.dmv, err = alloc(3 * 4 * m.mvCap); err != nil {
-				return err
-			}
+		if err := m.dmv.fit(m.b, 3*4*n); err != nil {
+			return err
 		}
 		// One transfer: heads, destinations and sources back to back.
 		m.mvHead = append(append(m.mvHead, m.mvDst...), m.mvSrc...)
-		if err := m.b.upload(m.dmv, i32Ptr(m.mvHead), 4*3*n); err != nil {
+		if err := m.b.upload(m.dmv.ptr, i32Ptr(m.mvHead), 4*3*n); err != nil {
 			return err
 		}
-		head, dst, src := m.dmv, m.dmv+cu.DevicePtr(4*n), m.dmv+cu.DevicePtr(8*n)
+		head, dst, src := m.dmv.ptr, m.dmv.ptr+cu.DevicePtr(4*n), m.dmv.ptr+cu.DevicePtr(8*n)
 		a := new(args).p(m.dtables).p(head).p(dst).p(src).i(m.hd).i(m.be).i(m.maxBlocks).i(b2i(m.f16))
 		if err := m.b.launch("kv_move", n, 1, 128, 0, a); err != nil {
 			return err
 		}
 	}
 	if n := len(m.patch) / 2; n > 0 {
-		if n > m.patchCap {
-			if m.dpatch != 0 {
-				m.b.stream.Synchronize()
-				cu.MemFree(m.dpatch)
-			}
-			m.patchCap = max(n, 2*m.patchCap, 256)
-			var err error
-			if m.dpatch, err = alloc(16 * m.patchCap); err != nil {
-				return err
-			}
-		}
-		if err := m.b.upload(m.dpatch, unsafe.Pointer(&m.patch[0]), 8*len(m.patch)); err != nil {
+		if err := m.dpatch.fit(m.b, 16*n); err != nil {
 			return err
 		}
-		if err := m.b.launch("table_set", ceilDiv(n, 256), 1, 256, 0, new(args).p(m.dtables).p(m.dpatch).i(n)); err != nil {
+		if err := m.b.upload(m.dpatch.ptr, unsafe.Pointer(&m.patch[0]), 8*len(m.patch)); err != nil {
+			return err
+		}
+		if err := m.b.launch("table_set", ceilDiv(n, 256), 1, 256, 0, new(args).p(m.dtables).p(m.dpatch.ptr).i(n)); err != nil {
 			return err
 		}
 		m.patch = m.patch[:0]
@@ -242,11 +224,37 @@ func (m *devMirror) release() {
 	m.b.stream.Synchronize()
 	m.pool.put(m.pending)
 	m.pending = nil
-	for _, p := range []cu.DevicePtr{m.dtables, m.dmv, m.dpatch} {
+	for _, p := range []cu.DevicePtr{m.dtables, m.dmv.ptr, m.dpatch.ptr} {
 		if p != 0 {
 			cu.MemFree(p)
 		}
 	}
+}
+
+// devBuf is a device buffer that grows (doubling, from 4 KB) to what a
+// flush needs to send, and is reused.
+type devBuf struct {
+	ptr   cu.DevicePtr
+	bytes int
+}
+
+// fit makes the buffer hold at least n bytes (device entered).
+func (d *devBuf) fit(b *Backend, n int) error {
+	if n <= d.bytes {
+		return nil
+	}
+	size := max(n, 2*d.bytes, 4096)
+	if d.ptr != 0 {
+		b.stream.Synchronize() // a queued kernel may still read it
+		cu.MemFree(d.ptr)
+		d.ptr, d.bytes = 0, 0
+	}
+	p, err := alloc(size)
+	if err != nil {
+		return err
+	}
+	d.ptr, d.bytes = p, size
+	return nil
 }
 
 func b2i(b bool) int {

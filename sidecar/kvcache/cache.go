@@ -362,9 +362,9 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 	be := c.pool.blockEntries
 	window := int32(p.Window.At(t))
 	var (
-		freqThr  float32 = float32(math.Inf(-1))
-		freqTies         = math.MaxInt // entries scoring exactly freqThr still admitted
-		ranked   []float32             // entry j's rank key, when kthScore computed them
+		freqThr  float32   = float32(math.Inf(-1))
+		freqTies           = math.MaxInt // entries scoring exactly freqThr still admitted
+		ranked   []float32               // entry j's rank key, when kthScore computed them
 	)
 	if p.Keep&Frequent != 0 {
 		k := p.Frequent.At(t)
