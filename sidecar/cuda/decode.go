@@ -144,6 +144,13 @@ func (r *runner) attend(mir *devMirror, li, n int, out, lse, raw cu.DevicePtr, r
 // matvec launches up to three products over x (see fastgen.cu); norm is
 // the RMSNorm weight to apply to x first, 0 for none.
 func (r *runner) matvec(label string, mode int, x, norm cu.DevicePtr, mats ...mvOut) error {
+	return r.b.matvec(label, mode, r.c.Eps, x, norm, mats...)
+}
+
+// matvec lays out the matvec kernel's arguments (three matrices, unused
+// ones zero) and launches it; the decode path and BenchmarkGPUKernels both
+// come through here.
+func (b *Backend) matvec(label string, mode int, eps float32, x, norm cu.DevicePtr, mats ...mvOut) error {
 	var m [3]mvOut
 	copy(m[:], mats)
 	rows := m[0].w.rows + m[1].w.rows + m[2].w.rows
@@ -156,8 +163,8 @@ func (r *runner) matvec(label string, mode int, x, norm cu.DevicePtr, mats ...mv
 	}
 	w := m[0].w
 	wpr := warpsPerRow(w)
-	a.p(x).p(norm).f(r.c.Eps).i(w.typ).i(w.cols).i(mode).i(wpr)
-	return r.b.launchAs(label, "matvec", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 0, a)
+	a.p(x).p(norm).f(eps).i(w.typ).i(w.cols).i(mode).i(wpr)
+	return b.launchAs(label, "matvec", ceilDiv(rows*wpr, mvWarps), 1, 1, 32*mvWarps, 0, a)
 }
 
 // warpsPerRow gives a row enough warps that each lane loads at most about

@@ -543,6 +543,10 @@ func BenchmarkGPUKernels(b *testing.B) {
 	x, norm, out, out2 := vec(8192, 0.1), vec(8192, 1), vec(32000, 0), vec(32000, 0)
 	sink := vec(1, 0)
 	const reps = 200
+	sms, err := be.dev.Attribute(cu.MultiprocessorCount)
+	if err != nil {
+		b.Fatal(err)
+	}
 	timeIt := func(launch func(i int) error) float64 {
 		start, err := cu.MakeEvent(cu.DefaultEvent)
 		if err != nil {
@@ -596,18 +600,17 @@ func BenchmarkGPUKernels(b *testing.B) {
 				continue
 			}
 			us := timeIt(func(i int) error {
-				w0 := buf + cu.DevicePtr((i%slots)*bytes)
-				w1 := w0 + cu.DevicePtr(k.rows*k.cols*2)
-				if k.mats == 1 {
-					w1 = 0
-				}
-				a := new(args).p(w0).p(out).i(k.rows).p(w1).p(out2).i(0).p(0).p(0).i(0).p(x).p(nrm).f(1e-5).i(f16).i(k.cols).i(k.mode).i(wpr)
-				if k.mode == mvSwiGLU {
-					a = new(args).p(w0).p(out).i(k.rows).p(w1).p(out2).i(k.rows).p(0).p(0).i(0).p(x).p(nrm).f(1e-5).i(f16).i(k.cols).i(k.mode).i(wpr)
+				m0 := w
+				m0.ptr = buf + cu.DevicePtr((i%slots)*bytes)
+				mats := []mvOut{{m0, out}}
+				if k.mats == 2 {
+					m1 := m0
+					m1.ptr += cu.DevicePtr(k.rows * k.cols * 2)
+					mats = append(mats, mvOut{m1, out2})
 				}
 				be.chain = pdl
 				defer func() { be.chain = false }()
-				return be.launch("matvec", ceilDiv(k.rows*wpr, mvWarps), 1, 32*mvWarps, 0, a)
+				return be.matvec(k.name, k.mode, 1e-5, x, nrm, mats...)
 			})
 			name := k.name
 			if pdl {
@@ -617,7 +620,7 @@ func BenchmarkGPUKernels(b *testing.B) {
 		}
 		us := timeIt(func(i int) error {
 			w0 := buf + cu.DevicePtr((i%slots)*bytes)
-			return be.launch("hbm_read", 132*8, 1, 256, 0, new(args).p(w0).i(bytes/16).p(sink))
+			return be.launch("hbm_read", 8*sms, 1, 256, 0, new(args).p(w0).i(bytes/16).p(sink))
 		})
 		b.Logf("%-16s %6.1f MB  %7.2f µs  %6.0f GB/s", "hbm_read", float64(bytes)/1e6, us, float64(bytes)/us/1e3)
 	}

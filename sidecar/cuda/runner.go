@@ -299,6 +299,10 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			if err != nil {
 				return err
 			}
+			// The copies run on the default stream: the layer must be done.
+			if err := r.b.stream.Synchronize(); err != nil {
+				return fmt.Errorf("cuda: %v", err)
+			}
 			if err := r.appendHost(cache, b, li, 1, n, k, v); err != nil {
 				return err
 			}
@@ -326,14 +330,12 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 // appendHost appends layers [l0, l0+nl) of the batch's n tokens to the host
 // cache: their metadata, and their K/V rows (k and v on the device, nl × n ×
 // kvDim each, copied down in one transfer apiece) when the pool keeps them.
+// The stream must have been synchronised (the copies do not wait for it).
 func (r *runner) appendHost(cache *kvcache.Cache, b model.Batch, l0, nl, n int, k, v cu.DevicePtr) error {
 	kvd := r.c.KVDim()
 	var kr, vr []float32
 	if cache.Pool().HostRows() {
 		r.kH, r.vH = growF(r.kH, nl*n*kvd), growF(r.vH, nl*n*kvd)
-		if err := r.b.stream.Synchronize(); err != nil {
-			return fmt.Errorf("cuda: %v", err)
-		}
 		if err := cu.MemcpyDtoH(f32Ptr(r.kH), k, int64(4*nl*n*kvd)); err != nil {
 			return err
 		}
