@@ -99,6 +99,7 @@ type Profiler struct {
 	acc   [][]headAcc // per worker, per KV head
 	wrow  [][]float32 // per worker: a group-mean row
 	pass2 []*headWorker
+	plan  LayerPlan // Plan's, reused layer to layer
 }
 
 // headState is what pass 1 learns of one head's entries and rows.
@@ -200,33 +201,7 @@ func (p *Profiler) bucketRows() int {
 func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32) {
 	p.layer, p.begun, p.cache, p.scale = layer, true, cache, float64(scale)
 	nc := len(p.candidates)
-	never := int8(nc - 1)
-	for kh := range p.hs {
-		h := &p.hs[kh]
-		h.total = cache.Kept(layer, kh)
-		h.base = h.total - p.n
-		h.first = grow(h.first, h.total)
-		h.pos = grow(h.pos, h.total+8)[:h.total] // capacity for whole vectors
-		h.flags = grow(h.flags, h.total)
-		h.lse = grow(h.lse, p.n*p.groups())
-		cache.Entries(layer, kh, h.pos, h.flags)
-		for j, f := range h.flags {
-			r := never
-			if f&kvcache.FlagSpecial != 0 {
-				r = min(r, int8(p.rankSpecial))
-			}
-			if f&kvcache.FlagPunct != 0 {
-				r = min(r, int8(p.rankPunct))
-			}
-			h.first[j] = r
-		}
-		h.static = h.static[:0]
-		for j, f := range h.flags[:h.total] {
-			if f&(kvcache.FlagSpecial|kvcache.FlagPunct) != 0 {
-				h.static = append(h.static, int32(j))
-			}
-		}
-	}
+	p.entries(layer, cache)
 	stored := 0
 	for kh := range p.hs {
 		h := &p.hs[kh]
@@ -255,6 +230,38 @@ func (p *Profiler) Begin(layer, workers int, cache *kvcache.Cache, scale float32
 			a.sums = grow(a.sums, nc*p.bucketRows())
 			clear(a.sums)
 			a.mass = Mass{}
+		}
+	}
+}
+
+// entries reads each KV head's entries of layer: positions, classes, and
+// the candidate each entry's class joins.
+func (p *Profiler) entries(layer int, cache *kvcache.Cache) {
+	never := int8(len(p.candidates) - 1)
+	for kh := range p.hs {
+		h := &p.hs[kh]
+		h.total = cache.Kept(layer, kh)
+		h.base = h.total - p.n
+		h.first = grow(h.first, h.total)
+		h.pos = grow(h.pos, h.total+8)[:h.total] // capacity for whole vectors
+		h.flags = grow(h.flags, h.total)
+		h.lse = grow(h.lse, p.n*p.groups())
+		cache.Entries(layer, kh, h.pos, h.flags)
+		for j, f := range h.flags {
+			r := never
+			if f&kvcache.FlagSpecial != 0 {
+				r = min(r, int8(p.rankSpecial))
+			}
+			if f&kvcache.FlagPunct != 0 {
+				r = min(r, int8(p.rankPunct))
+			}
+			h.first[j] = r
+		}
+		h.static = h.static[:0]
+		for j, f := range h.flags[:h.total] {
+			if f&(kvcache.FlagSpecial|kvcache.FlagPunct) != 0 {
+				h.static = append(h.static, int32(j))
+			}
 		}
 	}
 }
@@ -439,21 +446,31 @@ func (t *layerTask) Run(worker, lo, hi int) {
 			a.mass.Local += b.mass.Local
 			a.mass.Other += b.mass.Other
 		}
-		t.results[kh] = p.finish(w, layer, kh, h, a, func(i int) []float32 { return qRow(kh, i) }, cache, t.scale)
+		t.results[kh] = p.finish(w, layer, kh, h, a, func(i int) []float32 { return qRow(kh, i) }, cache)
 	}
 }
 
 // finish runs pass 2 for one head, chooses its policy, and writes its
 // scores and policy to the cache.
-func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache, scale float32) HeadProfile {
+func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc, qRow func(int) []float32, cache *kvcache.Cache) HeadProfile {
+	if p.fixed == nil {
+		p.frequentPass(w, layer, kh, h, a, qRow, cache)
+	}
+	return p.conclude(layer, kh, a.mass, a.sums, a.colsum[:h.total], cache)
+}
+
+// conclude turns one head's sums into its profile: mass (summed over the
+// prompt rows), sums (bucket rows × candidates: the mass each counted row
+// first keeps at each candidate) and the entries' column sums, which become
+// the head's scores; it writes the scores and the chosen policy to the cache.
+func (p *Profiler) conclude(layer, kh int, mass Mass, sums []float64, colsum []float32, cache *kvcache.Cache) HeadProfile {
 	nc := len(p.candidates)
 	hp := HeadProfile{Layer: layer, KVHead: kh, Recovery: make([]float64, nc)}
 	inv := 1 / float64(p.n)
-	hp.Mass = Mass{a.mass.Special * inv, a.mass.Punct * inv, a.mass.Local * inv, a.mass.Other * inv}
+	hp.Mass = Mass{mass.Special * inv, mass.Punct * inv, mass.Local * inv, mass.Other * inv}
 	if p.fixed != nil {
 		hp.Policy = *p.fixed
 	} else {
-		p.frequentPass(w, layer, kh, h, a, qRow, cache)
 		counted := float64(p.n - p.start)
 		for c := range hp.Recovery {
 			hp.Recovery[c] = math.Inf(1)
@@ -463,7 +480,7 @@ func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc
 		for g := 0; g < p.bucketRows(); g++ {
 			var acc float64
 			for c := 0; c < nc; c++ {
-				acc += a.sums[g*nc+c]
+				acc += sums[g*nc+c]
 				hp.Recovery[c] = math.Min(hp.Recovery[c], acc/counted)
 			}
 		}
@@ -471,8 +488,7 @@ func (p *Profiler) finish(w *headWorker, layer, kh int, h *headState, a *headAcc
 		hp.Policy = p.candidates[Choose(hp.Recovery, p.opt.Threshold)]
 	}
 	// The head's scores start as the prompt's column sums (the paper's rule).
-	w.row = grow(w.row, h.total)
-	cache.AddScores(layer, kh, a.colsum[:h.total])
+	cache.AddScores(layer, kh, colsum)
 	cache.SetPolicy(layer, kh, hp.Policy)
 	return hp
 }

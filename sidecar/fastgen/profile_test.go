@@ -100,8 +100,108 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 			b.t.Fatalf("head %d: from kept rows %v (%s), recomputed %v (%s)", h, a.Recovery, a.Policy.Name(), r.Recovery, r.Policy.Name())
 		}
 	}
+	// A backend's sums (the GPU's kernels), from the exact rows, give
+	// the same profile.
+	fork = c.Fork()
+	dev := NewProfiler(opt, 1, nHeads, b.nKV, hdim, n, basePos, fixed)
+	if err := dev.LayerFromSums(0, fork, kernelSums(dev.Plan(0, fork), tr.maps, n, basePos)); err != nil {
+		b.t.Fatal(err)
+	}
+	fork.Close()
+	for h, d := range dev.Result().Heads {
+		r := recomputed.Heads[h]
+		if !approxEqual(d.Recovery, r.Recovery, 2e-5) || d.Policy != r.Policy && !nearAny(r.Recovery, opt.Threshold, 2e-5) ||
+			!approxEqual([]float64{d.Mass.Special, d.Mass.Punct, d.Mass.Local, d.Mass.Other}, []float64{r.Mass.Special, r.Mass.Punct, r.Mass.Local, r.Mass.Other}, 2e-5) {
+			b.t.Fatalf("head %d: from a backend's sums %v %+v (%s), recomputed %v %+v (%s)", h, d.Recovery, d.Mass, d.Policy.Name(), r.Recovery, r.Mass, r.Policy.Name())
+		}
+	}
 	c.Advance(n)
 	return recomputed
+}
+
+// kernelSums computes a layer's sums as LayerPlan defines them (what
+// prof_pass1, prof_rank and prof_pass2 compute on the GPU), in float64
+// from explicit rows: maps[kh][g][i][j] is query head g's attention at
+// prompt row i over the head's first Total − n + i + 1 entries.
+func kernelSums(pl *LayerPlan, maps [][][][]float64, n, basePos int) *LayerSums {
+	s := &LayerSums{}
+	for kh, h := range pl.Heads {
+		groups := len(maps[kh])
+		mean := func(i, j int) float64 {
+			var a float64
+			for g := range groups {
+				a += maps[kh][g][i][j]
+			}
+			return a / float64(groups)
+		}
+		colsum64 := make([]float64, h.Total)
+		var m Mass
+		for i := 0; i < n; i++ {
+			cur := int32(basePos + i)
+			for j := 0; j < h.Total-n+i+1; j++ {
+				a := mean(i, j)
+				colsum64[j] += a
+				switch {
+				case h.Flags[j]&kvcache.FlagSpecial != 0:
+					m.Special += a
+				case h.Flags[j]&kvcache.FlagPunct != 0:
+					m.Punct += a
+				case cur-h.Pos[j] < pl.Window:
+					m.Local += a
+				default:
+					m.Other += a
+				}
+			}
+		}
+		colsum := make([]float32, h.Total)
+		for j, v := range colsum64 {
+			colsum[j] = float32(v)
+		}
+		s.Colsum, s.Mass = append(s.Colsum, colsum), append(s.Mass, m)
+		if pl.Fixed {
+			continue
+		}
+		order := make([]int, h.Total)
+		for j := range order {
+			order[j] = j
+		}
+		sort.SliceStable(order, func(a, b int) bool { return colsum[order[a]] > colsum[order[b]] })
+		rows := 1
+		if pl.PerGroup {
+			rows = groups
+		}
+		sums := make([]float64, rows*pl.Candidates)
+		for i := pl.Start; i < n; i++ {
+			cur, limit := int32(basePos+i), h.Total-n+i+1
+			inFreq := map[int]bool{}
+			for _, j := range order {
+				if len(inFreq) == int(pl.FreqK[i]) {
+					break
+				}
+				if j < limit {
+					inFreq[j] = true
+				}
+			}
+			for j := 0; j < limit; j++ {
+				r := int(h.First[j])
+				if inFreq[j] {
+					r = min(r, pl.RankFreq)
+				}
+				if cur-h.Pos[j] < pl.Window {
+					r = min(r, pl.RankLocal)
+				}
+				for g := range rows {
+					a := mean(i, j)
+					if pl.PerGroup {
+						a = maps[kh][g][i][j]
+					}
+					sums[g*pl.Candidates+r] += a
+				}
+			}
+		}
+		s.Sums = append(s.Sums, sums)
+	}
+	return s
 }
 
 // reference is the spec's recovery, computed directly from explicit rows:
