@@ -385,13 +385,64 @@ extern "C" __global__ void attn_scores(float *delta, const int *offs, const floa
   delta[off + j] = sum / (float)groups;
 }
 
-// ---------------------------------------------------------------------------
-// Profiling (FastGen prefill, one layer). For prompt row i of n (absolute
-// position basePos+i) a KV head attends to its first base+i+1 entries, where
-// base = kept before the prompt. pos/flags (per head, stride ctxStride)
-// describe the head's entries. lse (n × heads) comes from attend.
+#define AD_MAXG 16
 
-// prof_rowprob returns the group-mean probability of entry j for row t.
+// entry_scores adds to acc[g] the dot product of one cached key (hd
+// elements, PER to a 16-byte piece: 8 for f16, 4 for f32) with query g of
+// the group (qs: G × hd, pre-scaled), loading up to eight pieces at once.
+template <int PER>
+__device__ __forceinline__ void entry_scores(float *acc, const uint4 *kr, const float *qs, int hd, int G) {
+  int n16 = hd / PER;
+  for (int c0 = 0; c0 < n16; c0 += 8) {
+    uint4 kk[8];
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+      if (c0 + c < n16) kk[c] = kr[c0 + c];
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+      if (c0 + c >= n16) break;
+      float f[8];
+      uint32_t p[4] = {kk[c].x, kk[c].y, kk[c].z, kk[c].w};
+      if (PER == 8) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          f[2 * e] = h2f((uint16_t)(p[e] & 0xffff));
+          f[2 * e + 1] = h2f((uint16_t)(p[e] >> 16));
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; e++) f[e] = __uint_as_float(p[e]);
+      }
+      const float *qc = qs + (c0 + c) * PER;
+#pragma unroll
+      for (int g = 0; g < AD_MAXG; g++) {
+        if (g < G) {
+          float a = 0.f;
+#pragma unroll
+          for (int e = 0; e < PER; e += 4) {
+            float4 qv = *(const float4 *)(qc + g * hd + e);
+            a += qv.x * f[e] + qv.y * f[e + 1] + qv.z * f[e + 2] + qv.w * f[e + 3];
+          }
+          acc[g] += a;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Profiling (FastGen prefill, one layer; fastgen.LayerPlan defines the sums).
+// For prompt row t of n (absolute position basePos+t) a KV head attends to
+// its first kept[h]+t+1 entries (kept: entries before the prompt). pos,
+// flags and first (per head, stride ctxStride) describe the head's entries.
+// lse (n × heads) comes from attention. A block takes one row of one head:
+// the group's queries (scaled) and normalisers sit in shared memory and a
+// thread scores an entry's key against all of them (entry_scores, as
+// attend_split does); groups over AD_MAXG or head dims not a multiple of 8
+// take the scalar prof_prob instead.
+
+// prof_prob returns the group-mean probability of entry j for row t (the
+// scalar path).
 __device__ float prof_prob(const float *q, const float *lse, const void *blk, int j, int be, int hd, int t,
                            int heads, int kh, int groups, float scale, int f16) {
   long base = (long)(j % be) * hd;
@@ -406,22 +457,72 @@ __device__ float prof_prob(const float *q, const float *lse, const void *blk, in
   return sum / (float)groups;
 }
 
+__device__ __forceinline__ bool prof_fast(int G, int hd) { return G <= AD_MAXG && (hd & 7) == 0; }
+
+// prof_stage puts row t's group queries (scaled: qs, G × hd) and softmax
+// normalisers (ls, G) in shared memory.
+__device__ void prof_stage(float *qs, float *ls, const float *q, const float *lse, int t, int heads, int kh, int G,
+                           int hd, float scale) {
+  const float *qg = q + (long)t * heads * hd + (long)kh * G * hd;
+  for (int i = threadIdx.x; i < G * hd; i += blockDim.x) qs[i] = qg[i] * scale;
+  for (int g = threadIdx.x; g < G; g += blockDim.x) ls[g] = lse[t * heads + kh * G + g];
+  __syncthreads();
+}
+
+// prof_probs sets p[g] to query head g's probability of entry j (g < G;
+// the rest 0), from the staged queries.
+__device__ __forceinline__ void prof_probs(float *p, const float *qs, const float *ls, const unsigned long long *tab,
+                                           int j, int be, int hd, int G, int f16) {
+  const char *blk = (const char *)tab[j / be];
+  const uint4 *kr = (const uint4 *)(blk + (long)(j % be) * hd * (f16 ? 2 : 4));
+  float acc[AD_MAXG];
+#pragma unroll
+  for (int g = 0; g < AD_MAXG; g++) acc[g] = 0.f;
+  if (f16)
+    entry_scores<8>(acc, kr, qs, hd, G);
+  else
+    entry_scores<4>(acc, kr, qs, hd, G);
+#pragma unroll
+  for (int g = 0; g < AD_MAXG; g++) p[g] = g < G ? __expf(acc[g] - ls[g]) : 0.f;
+}
+
+// prof_mean is the group mean of p.
+__device__ __forceinline__ float prof_mean(const float *p, int G) {
+  float a = 0.f;
+#pragma unroll
+  for (int g = 0; g < AD_MAXG; g++) a += p[g];
+  return a / (float)G;
+}
+
 // prof_pass1: column sums (the frequency scores) and the category masses of
 // every row. grid = (n, kvHeads); colsum is kvHeads × ctxStride, mass is
-// kvHeads × 4 doubles (special, punct, local, other).
+// kvHeads × 4 doubles (special, punct, local, other). Dynamic shared
+// memory: (G·hd + G) floats.
 extern "C" __global__ void prof_pass1(float *colsum, double *mass, const float *q, const float *lse,
                                       const unsigned long long *tables, const int *kept, const int *pos,
                                       const uint8_t *flags, int layer, int heads, int kvHeads, int hd, int be,
                                       int maxBlocks, int ctxStride, int basePos, int window, float scale,
                                       int f16) {
+  extern __shared__ float4 pf_shm4[]; // float4: qs is read in 16-byte pieces
+  float *pf_shm = (float *)pf_shm4;
   int t = blockIdx.x, kh = blockIdx.y, h = layer * kvHeads + kh;
-  int groups = heads / kvHeads;
+  int G = heads / kvHeads;
   int limit = kept[h] + t + 1;
   const unsigned long long *tab = tables + (long)h * maxBlocks;
   int cur = basePos + t;
+  bool fast = prof_fast(G, hd);
+  float *qs = pf_shm, *ls = pf_shm + G * hd;
+  if (fast) prof_stage(qs, ls, q, lse, t, heads, kh, G, hd, scale);
   float ms = 0.f, mp = 0.f, ml = 0.f, mo = 0.f;
   for (int j = threadIdx.x; j < limit; j += blockDim.x) {
-    float a = prof_prob(q, lse, entry_block(tab, j, be), j, be, hd, t, heads, kh, groups, scale, f16);
+    float a;
+    if (fast) {
+      float p[AD_MAXG];
+      prof_probs(p, qs, ls, tab, j, be, hd, G, f16);
+      a = prof_mean(p, G);
+    } else {
+      a = prof_prob(q, lse, entry_block(tab, j, be), j, be, hd, t, heads, kh, G, scale, f16);
+    }
     atomicAdd(&colsum[(long)kh * ctxStride + j], a);
     uint8_t f = flags[(long)kh * ctxStride + j];
     if (f & 1) ms += a;
@@ -442,10 +543,13 @@ extern "C" __global__ void prof_pass1(float *colsum, double *mass, const float *
 }
 
 // prof_rank orders each head's entries by column sum, descending and stable
-// (ties by index), as sort.SliceStable does on the host: order[rank(j)] = j.
-// grid = (ceil(total / blockDim.x), kvHeads).
-extern "C" __global__ void prof_rank(int *order, const float *colsum, int total, int ctxStride) {
+// (ties by index), as the host's radix sort does: order[rank(j)] = j. A
+// head holds kept[h] + n entries (heads keep different counts after an
+// earlier turn). grid = (ceil(most entries / blockDim.x), kvHeads).
+extern "C" __global__ void prof_rank(int *order, const float *colsum, const int *kept, int layer, int kvHeads, int n,
+                                     int ctxStride) {
   int kh = blockIdx.y, j = blockIdx.x * blockDim.x + threadIdx.x;
+  int total = kept[layer * kvHeads + kh] + n;
   if (j >= total) return;
   const float *c = colsum + (long)kh * ctxStride;
   float cj = c[j];
@@ -457,33 +561,43 @@ extern "C" __global__ void prof_rank(int *order, const float *colsum, int total,
   order[(long)kh * ctxStride + r] = j;
 }
 
+// prof_add adds a to loc[r] without indexing by a variable (which would put
+// loc in local memory).
+__device__ __forceinline__ void prof_add(float *loc, int r, float a) {
+#pragma unroll
+  for (int c = 0; c < 8; c++) loc[c] += c == r ? a : 0.f;
+}
+
 // prof_pass2: the attention mass each candidate keeps, for rows start..n-1.
 // first[j] is the rank of entry j's class components (special, punct) in the
 // candidate order, nc the candidate count; rankFreq/rankLocal the ranks of
-// frequent and local. A row keeps as frequent the first ceil(rFreq·(cur+1))
-// entries of order that it can see. With perGroup (GQA min) each query group
-// gets its own sums, else the group mean. sums is kvHeads × groups × nc
-// doubles. grid = (n − start, kvHeads); dynamic shared memory: one bit per
-// entry plus blockDim.x ints.
+// frequent and local. Row t keeps as frequent the first freqK[t] entries of
+// order that it can see. An entry's mass goes to the first candidate that
+// keeps it. With perGroup (GQA min) each query head gets its own sums, else
+// the group mean. sums is kvHeads × groups × nc doubles. grid = (n − start,
+// kvHeads); dynamic shared memory: one bit per entry (in whole 16-byte
+// pieces), blockDim.x ints, then (G·hd + G + max(G, AD_MAXG)·8) floats.
 extern "C" __global__ void prof_pass2(double *sums, const int *order, const float *q, const float *lse,
                                       const unsigned long long *tables, const int *kept, const int *pos,
                                       const int8_t *first, int layer, int heads, int kvHeads, int hd, int be,
                                       int maxBlocks, int ctxStride, int basePos, int start, int window,
-                                      float rFreq, int rankFreq, int rankLocal, int nc, int perGroup, float scale,
-                                      int f16) {
-  extern __shared__ unsigned int shm[];
+                                      const int *freqK, int rankFreq, int rankLocal, int nc, int perGroup,
+                                      float scale, int f16) {
+  extern __shared__ uint4 shm4[];
+  unsigned int *shm = (unsigned int *)shm4;
   int t = start + blockIdx.x, kh = blockIdx.y, h = layer * kvHeads + kh;
   int groups = heads / kvHeads;
   int limit = kept[h] + t + 1;
   int words = (limit + 31) / 32;
-  unsigned int *inFreq = shm;
-  int *scan = (int *)(shm + words);
-  for (int i = threadIdx.x; i < words; i += blockDim.x) inFreq[i] = 0;
-  int cur = basePos + t;
-  int k = (int)ceilf(rFreq * (float)(cur + 1) - 1e-6f);
-  if (k < 0) k = 0;
-  const int *ord = order + (long)kh * ctxStride;
   int total = kept[h] + (int)gridDim.x + start; // entries of the whole prompt
+  unsigned int *inFreq = shm;
+  int *scan = (int *)(shm + (((total + 31) / 32 + 3) & ~3)); // qs below is read as float4
+  float *qs = (float *)(scan + blockDim.x), *ls = qs + groups * hd, *gs = ls + groups;
+  for (int i = threadIdx.x; i < words; i += blockDim.x) inFreq[i] = 0;
+  for (int i = threadIdx.x; i < max(groups, AD_MAXG) * 8; i += blockDim.x) gs[i] = 0.f;
+  int cur = basePos + t;
+  int k = freqK[t];
+  const int *ord = order + (long)kh * ctxStride;
   __syncthreads();
   // Walk order in chunks, counting visible entries, until k are taken.
   int taken = 0;
@@ -504,35 +618,54 @@ extern "C" __global__ void prof_pass2(double *sums, const int *order, const floa
     __syncthreads();
     taken += chunk;
   }
-  __syncthreads();
+  bool fast = prof_fast(groups, hd);
+  if (fast) prof_stage(qs, ls, q, lse, t, heads, kh, groups, hd, scale); // synchronises
+  else __syncthreads();
   const unsigned long long *tab = tables + (long)h * maxBlocks;
-  const int rows = perGroup ? groups : 1;
-  for (int g = 0; g < rows; g++) {
-    // local sums per candidate (nc ≤ 8)
-    float loc[8];
-    for (int c = 0; c < 8; c++) loc[c] = 0.f;
-    for (int j = threadIdx.x; j < limit; j += blockDim.x) {
-      const void *blk = entry_block(tab, j, be);
-      float a;
+  float loc[8]; // the group mean's sums per candidate (nc ≤ 8), in registers
+  for (int c = 0; c < 8; c++) loc[c] = 0.f;
+  for (int j = threadIdx.x; j < limit; j += blockDim.x) {
+    int r = first[(long)kh * ctxStride + j];
+    if ((inFreq[j >> 5] >> (j & 31)) & 1) r = min(r, rankFreq);
+    if (cur - pos[(long)kh * ctxStride + j] < window) r = min(r, rankLocal);
+    if (r < 0 || r >= 8) continue;
+    if (fast) {
+      float p[AD_MAXG];
+      prof_probs(p, qs, ls, tab, j, be, hd, groups, f16);
       if (perGroup) {
-        long base = (long)(j % be) * hd;
-        int qh = kh * groups + g;
-        const float *qr = q + (long)t * heads * hd + qh * hd;
-        float s = 0.f;
-        for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
-        a = __expf(s * scale - lse[t * heads + qh]);
+#pragma unroll
+        for (int g = 0; g < AD_MAXG; g++)
+          if (g < groups) atomicAdd(&gs[g * 8 + r], p[g]);
       } else {
-        a = prof_prob(q, lse, blk, j, be, hd, t, heads, kh, groups, scale, f16);
+        prof_add(loc, r, prof_mean(p, groups));
       }
-      int r = first[(long)kh * ctxStride + j];
-      if ((inFreq[j >> 5] >> (j & 31)) & 1) r = min(r, rankFreq);
-      if (cur - pos[(long)kh * ctxStride + j] < window) r = min(r, rankLocal);
-      if (r >= 0 && r < 8) loc[r] += a;
+      continue;
     }
-    for (int c = 0; c < nc && c < 8; c++) {
-      float s = block_sum(loc[c]);
-      if (threadIdx.x == 0) atomicAdd(&sums[((long)kh * groups + g) * nc + c], (double)s);
+    const void *blk = entry_block(tab, j, be);
+    if (!perGroup) {
+      prof_add(loc, r, prof_prob(q, lse, blk, j, be, hd, t, heads, kh, groups, scale, f16));
+      continue;
     }
+    for (int g = 0; g < groups; g++) {
+      long base = (long)(j % be) * hd;
+      int qh = kh * groups + g;
+      const float *qr = q + (long)t * heads * hd + qh * hd;
+      float s = 0.f;
+      for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
+      atomicAdd(&gs[g * 8 + r], __expf(s * scale - lse[t * heads + qh]));
+    }
+  }
+  if (perGroup) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < groups * nc; i += blockDim.x) {
+      int g = i / nc, c = i % nc;
+      atomicAdd(&sums[((long)kh * groups + g) * nc + c], (double)gs[g * 8 + c]);
+    }
+    return;
+  }
+  for (int c = 0; c < nc && c < 8; c++) {
+    float s = block_sum(loc[c]);
+    if (threadIdx.x == 0) atomicAdd(&sums[(long)kh * groups * nc + c], (double)s);
   }
 }
 
@@ -779,51 +912,6 @@ extern "C" __global__ void rope_k_append(const unsigned long long *tables, const
 // rawStride + j, so attn_scores_dec can turn them into probabilities once
 // lse is known, without reading K again. blockDim.x = 256; hd % 8 == 0;
 // G ≤ 16; ch ≤ 256. Dynamic shared memory as sized by the host (decode.go).
-#define AD_MAXG 16
-
-// entry_scores adds to acc[g] the dot product of one cached key (hd
-// elements, PER to a 16-byte piece: 8 for f16, 4 for f32) with query g of
-// the group (qs: G × hd, pre-scaled), loading up to eight pieces at once.
-template <int PER>
-__device__ __forceinline__ void entry_scores(float *acc, const uint4 *kr, const float *qs, int hd, int G) {
-  int n16 = hd / PER;
-  for (int c0 = 0; c0 < n16; c0 += 8) {
-    uint4 kk[8];
-#pragma unroll
-    for (int c = 0; c < 8; c++)
-      if (c0 + c < n16) kk[c] = kr[c0 + c];
-#pragma unroll
-    for (int c = 0; c < 8; c++) {
-      if (c0 + c >= n16) break;
-      float f[8];
-      uint32_t p[4] = {kk[c].x, kk[c].y, kk[c].z, kk[c].w};
-      if (PER == 8) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          f[2 * e] = h2f((uint16_t)(p[e] & 0xffff));
-          f[2 * e + 1] = h2f((uint16_t)(p[e] >> 16));
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < 4; e++) f[e] = __uint_as_float(p[e]);
-      }
-      const float *qc = qs + (c0 + c) * PER;
-#pragma unroll
-      for (int g = 0; g < AD_MAXG; g++) {
-        if (g < G) {
-          float a = 0.f;
-#pragma unroll
-          for (int e = 0; e < PER; e += 4) {
-            float4 qv = *(const float4 *)(qc + g * hd + e);
-            a += qv.x * f[e] + qv.y * f[e + 1] + qv.z * f[e + 2] + qv.w * f[e + 3];
-          }
-          acc[g] += a;
-        }
-      }
-    }
-  }
-}
-
 extern "C" __global__ void attend_split(float *out, float *lse, float *raw, float *part, int *count,
                                         const float *q, const unsigned long long *tables, const int *kept,
                                         const int *offs, int layer, int heads, int kvHeads, int hd, int be,

@@ -23,11 +23,13 @@ type Options struct {
 	// Device is the ordinal of the GPU to use.
 	Device int
 	// DeviceRowsOnly drops the host copy of the K/V rows, leaving the host
-	// cache with positions, flags and scores only. Host-side profiling
-	// (fastgen.Profiler recomputes attention from the host's keys) then
-	// cannot run, so FastGen sessions need the on-device profiling pass;
-	// full and baseline modes work either way. Off by default.
+	// cache with positions, flags and scores only (HostProfiling then
+	// cannot run). Off by default.
 	DeviceRowsOnly bool
+	// HostProfiling profiles FastGen prompts on the host, which recomputes
+	// each layer's attention rows from its copy of the keys, instead of
+	// with the device's profiling kernels (for comparing the two).
+	HostProfiling bool
 	// ReserveBlocks device cache blocks are kept free for reuse (0 = 64).
 	ReserveBlocks int
 	// NoGraphs enqueues every decode step's kernels one by one instead of

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -217,12 +218,41 @@ func TestGPUGreedyStories260K(t *testing.T) {
 			p.cCPU.ApplyAll()
 			p.cGPU.ApplyAll()
 			tok := tensor.Argmax(a)
+			worst := 0.0
 			for i := 0; i < 200; i++ {
-				a, g := p.step(t, model.Batch{Tokens: []int{tok}, Flags: fl[:1], Observe: true})
+				// The first steps are also observed (compare mode's
+				// attention loss): each head's attention as the device
+				// reports it, against the CPU's.
+				bt := model.Batch{Tokens: []int{tok}, Flags: fl[:1], Observe: true}
+				var oc, og *meanRows
+				if i < 40 {
+					oc, og = newMeanRows(m.Config), newMeanRows(m.Config)
+				}
+				if oc != nil {
+					bt.Attention = oc
+				}
+				a, err := p.cpu.Forward(p.cCPU, bt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a = append([]float32(nil), a...)
+				if og != nil {
+					bt.Attention = og
+				}
+				g, err := p.gpu.Forward(p.cGPU, bt)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if tensor.Argmax(a) != tensor.Argmax(g) {
 					t.Fatalf("step %d: CPU picks %d, GPU %d", i, tensor.Argmax(a), tensor.Argmax(g))
 				}
+				if oc != nil {
+					worst = math.Max(worst, oc.diff(t, og))
+				}
 				tok = tensor.Argmax(a)
+			}
+			if worst > 1e-4 {
+				t.Errorf("observed attention differs by up to %.2e", worst)
 			}
 			_, inUse := b.DeviceBytes()
 			c := m.Config
@@ -252,55 +282,182 @@ func TestGPUGreedyStories260K(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: pruned ratio %.3f, device cache bytes %d, heads keeping other positions than the CPU's: %d of %d",
-				pol.Name(), p.cGPU.PrunedRatio(), inUse, differ, c.Layers*c.KVHeads)
+			t.Logf("%s: pruned ratio %.3f, device cache bytes %d, heads keeping other positions than the CPU's: %d of %d; observed attention within %.1e",
+				pol.Name(), p.cGPU.PrunedRatio(), inUse, differ, c.Layers*c.KVHeads, worst)
 			p.cGPU.Close()
 		})
 	}
 }
 
-// TestGPUFastGenProfiledPrefill runs the product's FastGen path on the real
-// tiny model: a prompt profiled while it is encoded (on the GPU the
-// profiler recomputes rows from the host copy of the keys; on the CPU it
-// sees them as they are computed), each head's policy chosen, the policies
-// applied, then greedy decode with scoring and eviction. Every head must
-// choose the CPU's policy unless its recovery sits within 1e-3 of the
-// threshold, and the tokens must match.
+// meanRows records, per head, the group-mean attention row an observer
+// saw in one step.
+type meanRows struct {
+	mu      sync.Mutex
+	kvHeads int
+	rows    [][]float32
+}
+
+func newMeanRows(c model.Config) *meanRows {
+	return &meanRows{kvHeads: c.KVHeads, rows: make([][]float32, c.Layers*c.KVHeads)}
+}
+
+func (m *meanRows) Attention(_, layer, kvHead, _ int, probs []float32, groups, limit int) {
+	row := make([]float32, limit)
+	for g := 0; g < groups; g++ {
+		for j := range row {
+			row[j] += probs[g*limit+j] / float32(groups)
+		}
+	}
+	m.mu.Lock()
+	m.rows[layer*m.kvHeads+kvHead] = row
+	m.mu.Unlock()
+}
+
+// diff is the largest difference between two steps' rows; every head must
+// have been seen, over the same number of entries.
+func (m *meanRows) diff(t *testing.T, o *meanRows) float64 {
+	t.Helper()
+	worst := 0.0
+	for h, r := range m.rows {
+		if r == nil || len(o.rows[h]) != len(r) {
+			t.Fatalf("head %d: observed %d entries on the CPU, %d on the GPU", h, len(r), len(o.rows[h]))
+		}
+		for j, v := range r {
+			worst = math.Max(worst, math.Abs(float64(v-o.rows[h][j])))
+		}
+	}
+	return worst
+}
+
+// TestGPUFastGenProfiledPrefill: the product's FastGen path (a profiled
+// prompt, policies chosen and applied, decode with eviction) on the GPU,
+// its profiling sums computed by the device's kernels (or, with
+// HostProfiling, recomputed on the host), against the CPU: the same
+// recoveries, masses and policies on every head, over MHA and GQA, the
+// spec's options and the stricter ones, a baseline's fixed policy, and a
+// second turn that attends to what the first kept; then the same greedy
+// tokens.
 func TestGPUFastGenProfiledPrefill(t *testing.T) {
-	m := stories260K(t)
-	b := newBackend(t)
-	p := newPair(t, b, m, kvcache.F32)
-	c := m.Config
-	prompt := make([]int, 120)
-	fl := make([]kvcache.Flags, len(prompt))
+	gqa := model.Shape{Name: "gqa", Dim: 256, Hidden: 512, Layers: 2, Heads: 8, KVHeads: 2, Vocab: 512, Ctx: 2048}
+	fixed := kvcache.Policy{Keep: kvcache.Local | kvcache.Frequent, Window: kvcache.Budget{Ratio: 0.2}, Frequent: kvcache.Budget{Ratio: 0.2}}
+	for _, tc := range []struct {
+		name       string
+		shape      *model.Shape // nil: stories260K
+		prompt     int
+		opt        func(*fastgen.Options)
+		fixed      *kvcache.Policy
+		host       bool
+		turn2, dec int
+	}{
+		{name: "stories260K", prompt: 120, dec: 100},
+		{name: "stories260K/host", prompt: 120, host: true, dec: 20},
+		{name: "gqa", shape: &gqa, prompt: 700, turn2: 90, dec: 20},
+		{name: "gqa/min-last-rows", shape: &gqa, prompt: 700, turn2: 90, opt: func(o *fastgen.Options) { o.GQA, o.RecoveryRows, o.Threshold = fastgen.AggMin, 100, 0.9 }},
+		{name: "gqa/ablation-order", shape: &gqa, prompt: 500, opt: func(o *fastgen.Options) {
+			o.Order = []kvcache.Component{kvcache.Frequent, kvcache.Special, kvcache.Local, kvcache.Punct}
+			o.Threshold = 0.9
+		}},
+		{name: "gqa/fixed", shape: &gqa, prompt: 500, fixed: &fixed, turn2: 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m *model.Model
+			if tc.shape == nil {
+				m = stories260K(t)
+			} else {
+				m = synth(t, *tc.shape, tensor.F32)
+			}
+			b := newBackendWith(t, Options{HostProfiling: tc.host})
+			p := newPair(t, b, m, kvcache.F32)
+			c := m.Config
+			opt := fastgen.Defaults()
+			if tc.opt != nil {
+				tc.opt(&opt)
+			}
+			prompt, fl := profPrompt(tc.prompt, c.Vocab, 0)
+			tok := profTurn(t, p, c, opt, tc.fixed, prompt, fl)
+			if tc.turn2 > 0 {
+				p.cCPU.ApplyAll()
+				p.cGPU.ApplyAll()
+				prompt, fl = profPrompt(tc.turn2, c.Vocab, tc.prompt)
+				tok = profTurn(t, p, c, opt, tc.fixed, prompt, fl)
+			}
+			p.cCPU.ApplyAll()
+			p.cGPU.ApplyAll()
+			for i := 0; i < tc.dec; i++ {
+				a, g := p.step(t, model.Batch{Tokens: []int{tok}, Flags: fl[1:2], Observe: true})
+				if tensor.Argmax(a) != tensor.Argmax(g) {
+					t.Fatalf("step %d: CPU picks %d, GPU %d", i, tensor.Argmax(a), tensor.Argmax(g))
+				}
+				tok = tensor.Argmax(a)
+			}
+			t.Logf("pruned ratio CPU %.3f, GPU %.3f", p.cCPU.PrunedRatio(), p.cGPU.PrunedRatio())
+		})
+	}
+}
+
+// profPrompt is n tokens with every ninth a punctuation mark and the first
+// of a conversation special.
+func profPrompt(n, vocab, seed int) ([]int, []kvcache.Flags) {
+	prompt, fl := make([]int, n), make([]kvcache.Flags, n)
 	for i := range prompt {
-		prompt[i] = (i*173 + 11) % c.Vocab
-		if i%9 == 4 {
+		prompt[i] = ((i+seed)*173 + 11) % vocab
+		if (i+seed)%9 == 4 {
 			fl[i] = kvcache.FlagPunct
 		}
 	}
-	prompt[0], fl[0] = 1, kvcache.FlagSpecial
-	opt := fastgen.Defaults()
-	profCPU := fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(prompt), 0, nil)
-	profGPU := fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(prompt), 0, nil)
+	if seed == 0 {
+		prompt[0], fl[0] = 1, kvcache.FlagSpecial
+	}
+	return prompt, fl
+}
+
+// profTurn prefills one profiled turn on both sides and compares the
+// profiles head by head; it returns the CPU's next token.
+func profTurn(t *testing.T, p *pair, c model.Config, opt fastgen.Options, fixed *kvcache.Policy, prompt []int, fl []kvcache.Flags) int {
+	t.Helper()
+	base := p.cCPU.Len()
+	profCPU := fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(prompt), base, fixed)
+	profGPU := fastgen.NewProfiler(opt, c.Layers, c.Heads, c.KVHeads, c.HeadDim, len(prompt), base, fixed)
 	a, err := p.cpu.Forward(p.cCPU, model.Batch{Tokens: prompt, Flags: fl, Profiler: profCPU})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok := tensor.Argmax(a)
+	start := time.Now()
 	g, err := p.gpu.Forward(p.cGPU, model.Batch{Tokens: prompt, Flags: fl, Profiler: profGPU})
 	if err != nil {
 		t.Fatal(err)
 	}
+	took := time.Since(start)
 	if tensor.Argmax(g) != tok {
 		t.Fatalf("after the prompt: CPU picks %d, GPU %d", tok, tensor.Argmax(g))
 	}
 	rc, rg := profCPU.Result(), profGPU.Result()
-	near, pruning := 0, 0
+	if len(rc.Heads) != len(rg.Heads) {
+		t.Fatalf("CPU profiled %d heads, GPU %d", len(rc.Heads), len(rg.Heads))
+	}
+	near, pruning, worst := 0, 0, 0.0
 	for i, hc := range rc.Heads {
 		hg := rg.Heads[i]
 		if !hc.Policy.IsFull() {
 			pruning++
+		}
+		for k := range hc.Recovery {
+			worst = math.Max(worst, math.Abs(hc.Recovery[k]-hg.Recovery[k]))
+		}
+		mc, mg := hc.Mass, hg.Mass
+		for _, d := range []float64{mc.Special - mg.Special, mc.Punct - mg.Punct, mc.Local - mg.Local, mc.Other - mg.Other} {
+			if math.Abs(d) > 1e-4 {
+				t.Errorf("head %d/%d: mass CPU %+v, GPU %+v", hc.Layer, hc.KVHead, mc, mg)
+				break
+			}
+		}
+		for j := 0; j < p.cCPU.Kept(hc.Layer, hc.KVHead); j++ {
+			sc, sg := p.cCPU.Score(hc.Layer, hc.KVHead, j), p.cGPU.Score(hc.Layer, hc.KVHead, j)
+			if math.Abs(float64(sc-sg)) > 1e-3*math.Max(1, math.Abs(float64(sc))) {
+				t.Errorf("head %d/%d entry %d: score CPU %g, GPU %g", hc.Layer, hc.KVHead, j, sc, sg)
+				break
+			}
 		}
 		if hc.Policy == hg.Policy {
 			continue
@@ -315,17 +472,12 @@ func TestGPUFastGenProfiledPrefill(t *testing.T) {
 		}
 		near++
 	}
-	p.cCPU.ApplyAll()
-	p.cGPU.ApplyAll()
-	for i := 0; i < 100; i++ {
-		a, g := p.step(t, model.Batch{Tokens: []int{tok}, Flags: fl[1:2], Observe: true})
-		if tensor.Argmax(a) != tensor.Argmax(g) {
-			t.Fatalf("step %d: CPU picks %d, GPU %d", i, tensor.Argmax(a), tensor.Argmax(g))
-		}
-		tok = tensor.Argmax(a)
+	if worst > 1e-3 {
+		t.Errorf("recoveries differ by up to %.2e", worst)
 	}
-	t.Logf("%d of %d heads prune; %d choose differently within 1e-3 of T; pruned ratio CPU %.3f, GPU %.3f",
-		pruning, len(rc.Heads), near, p.cCPU.PrunedRatio(), p.cGPU.PrunedRatio())
+	t.Logf("%d-token turn: %d of %d heads prune, %d choose differently within 1e-3 of T, recoveries within %.1e; GPU prefill with profiling %v",
+		len(prompt), pruning, len(rc.Heads), near, worst, took)
+	return tok
 }
 
 // BenchmarkGPUDecode reports decode tok/s and the share of the device's

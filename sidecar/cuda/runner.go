@@ -12,6 +12,7 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
 )
@@ -50,6 +51,8 @@ type runner struct {
 	fused                    bool // every matrix fits matvec (decode path)
 	part, count, lseAll, raw cu.DevicePtr
 	graphs                   []*graph
+
+	prof profBufs // the device profiling pass (profile_dev.go)
 }
 
 // Stats say where a runner's wall time went: how long the host took to
@@ -75,6 +78,7 @@ func (r *runner) release() {
 		}
 	}
 	r.bufs = nil
+	r.prof.release()
 	r.kept, r.offs, r.delta, r.part, r.count, r.lseAll, r.raw = 0, 0, 0, 0, 0, 0, 0
 }
 
@@ -143,9 +147,13 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		return nil, fmt.Errorf("forward: observing decode steps takes one token at a time, not %d", n)
 	case cache.Len()+n > c.Ctx:
 		return nil, fmt.Errorf("context full: %d cached + %d new tokens exceed the context length %d", cache.Len(), n, c.Ctx)
-	case b.Attention != nil:
-		return nil, fmt.Errorf("forward: attention observers (attention-loss measurement) run on the CPU backend only")
+	case b.Attention != nil && n != 1:
+		return nil, fmt.Errorf("forward: on the GPU attention observers see decode steps, one token at a time, not %d", n)
 	}
+	// Scored heads' attention comes back as each entry's group-mean
+	// probability: for their policies (Observe: every head that ranks its
+	// entries) and for an observer (every head).
+	scoring := b.Observe || b.Attention != nil
 	for _, t := range b.Tokens {
 		if t < 0 || t >= c.Vocab {
 			return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, c.Vocab)
@@ -170,8 +178,8 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		cache.SetMirror(mir)
 	}
 	hostRows := cache.Pool().HostRows()
-	if b.Profiler != nil && !hostRows {
-		return nil, fmt.Errorf("cuda: FastGen profiling recomputes attention from host keys, which DeviceRowsOnly drops")
+	if b.Profiler != nil && !hostRows && !r.profilesOnDevice(b) {
+		return nil, fmt.Errorf("cuda: host profiling recomputes attention from host keys, which DeviceRowsOnly drops")
 	}
 	rows := 1
 	if b.AllLogits {
@@ -199,7 +207,7 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		l, kh := h/c.KVHeads, h%c.KVHeads
 		r.keptH[h] = int32(cache.Kept(l, kh))
 		r.offsH[h] = -1
-		if b.Observe && !cache.Policy(l, kh).IsFull() {
+		if b.Observe && !cache.Policy(l, kh).IsFull() || b.Attention != nil {
 			r.offsH[h] = int32(scored)
 			scored += cache.Kept(l, kh) + 1
 		}
@@ -230,13 +238,13 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		}
 		var p attnPlan
 		if p, split = r.planAttention(es); split {
-			if err := r.attnBuffers(p, n == 1 && b.Observe); err != nil {
+			if err := r.attnBuffers(p, n == 1 && scoring); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if n == 1 && b.Profiler == nil && split && r.fused {
-		if err := r.runDecode(mir, b.Observe, hostRows); err != nil {
+		if err := r.runDecode(mir, scoring, hostRows); err != nil {
 			return nil, err
 		}
 		return r.finish(cache, b, mir, n, rows, scored)
@@ -288,14 +296,14 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			run(r.b.launch("attend", n*c.Heads, 1, 128, 0, new(args).p(r.att).p(r.lse).p(r.q).p(mir.dtables).p(r.kept).
 				i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).f(scale).i(b2i(mir.f16))))
 		}
-		if b.Observe {
+		if n == 1 && (b.Observe || b.Attention != nil) {
 			run(r.b.launch("attn_scores", c.KVHeads, ceilDiv(cache.Len()+1, 128), 128, 0, new(args).p(r.delta).p(r.offs).p(r.lse).p(r.q).
 				p(mir.dtables).p(r.kept).i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).f(scale).i(b2i(mir.f16))))
 		}
 		if b.Profiler != nil {
-			// Host profiling: the layer's keys join the host cache now and
-			// the profiler recomputes its rows from them (one sync per layer
-			// of a prefill; no attention map leaves the device).
+			// The layer's entries (and keys, with host rows) join the host
+			// cache now: the profiler reads their positions and classes,
+			// and writes their scores and the heads' policies.
 			if err != nil {
 				return err
 			}
@@ -306,11 +314,19 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			if err := r.appendHost(cache, b, li, 1, n, k, v); err != nil {
 				return err
 			}
-			r.qH = growF(r.qH, n*dim)
-			if err := cu.MemcpyDtoH(f32Ptr(r.qH), r.q, int64(4*n*dim)); err != nil {
-				return err
+			if r.profilesOnDevice(b) {
+				if err := r.profileLayer(b.Profiler.(fastgen.SumsProfiler), cache, mir, li, n, scale); err != nil {
+					return err
+				}
+			} else {
+				// On the host, from its copy of the keys: the profiler
+				// recomputes the rows.
+				r.qH = growF(r.qH, n*dim)
+				if err := cu.MemcpyDtoH(f32Ptr(r.qH), r.q, int64(4*n*dim)); err != nil {
+					return err
+				}
+				b.Profiler.Layer(li, r.qH, dim, cache, scale, nil)
 			}
-			b.Profiler.Layer(li, r.qH, dim, cache, scale, nil)
 		}
 		run(r.matmul(r.xb2, l.wo, r.att, n))
 		run(r.elementwise("add_rows", n*dim, new(args).p(r.x).p(r.xb2).i(dim).i(dim).i(n*dim)))
@@ -325,6 +341,13 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 		}
 	}
 	return err
+}
+
+// profilesOnDevice tells whether the batch's profiler takes its sums from
+// the device's profiling pass rather than recomputing rows on the host.
+func (r *runner) profilesOnDevice(b model.Batch) bool {
+	_, ok := b.Profiler.(fastgen.SumsProfiler)
+	return ok && !r.b.opt.HostProfiling
 }
 
 // appendHost appends layers [l0, l0+nl) of the batch's n tokens to the host
@@ -391,7 +414,7 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 	if err := cu.MemcpyDtoH(f32Ptr(r.logitsH), r.logits, int64(4*rows*c.Vocab)); err != nil {
 		return nil, err
 	}
-	if b.Observe && scored > 0 {
+	if scored > 0 {
 		r.deltaH = growF(r.deltaH, scored)
 		if err := cu.MemcpyDtoH(f32Ptr(r.deltaH), r.delta, int64(4*scored)); err != nil {
 			return nil, err
@@ -404,8 +427,17 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 			return nil, err
 		}
 	}
+	if b.Attention != nil {
+		// Each head's group-mean row: the loss an observer measures (the
+		// kept share of the group's mean attention) is the same as from
+		// the group's rows.
+		for h, off := range r.offsH {
+			kept := int(r.keptH[h]) + 1
+			b.Attention.Attention(0, h/c.KVHeads, h%c.KVHeads, 0, r.deltaH[int(off):int(off)+kept], 1, kept)
+		}
+	}
 	if b.Observe && scored > 0 {
-		r.applyScores(cache)
+		r.applyScores(cache, b.Attention != nil)
 	}
 	cache.Advance(n)
 	if err := mir.flush(); err != nil {
@@ -418,11 +450,12 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 // its policy, the heads spread over up to maxApplyWorkers goroutines: with
 // the forward pass on the GPU, ranking a head's entries (O(kept) each step)
 // is the host's largest share of a FastGen step at long context.
-func (r *runner) applyScores(cache *kvcache.Cache) {
+func (r *runner) applyScores(cache *kvcache.Cache, observed bool) {
 	kvHeads := r.c.KVHeads
 	heads := r.scoredH[:0]
 	for h, off := range r.offsH {
-		if off >= 0 {
+		// With an observer every head was scored; full ones rank nothing.
+		if off >= 0 && !(observed && cache.Policy(h/kvHeads, h%kvHeads).IsFull()) {
 			heads = append(heads, h)
 		}
 	}

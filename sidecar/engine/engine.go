@@ -185,6 +185,7 @@ type timedProfiler struct {
 	workers int
 	rows    [64]rowClock // per worker (pools have fewer threads)
 	clock   time.Duration
+	planned time.Time // the current layer's Plan
 }
 
 // clockCost is what reading the clock around an interval adds to it: the
@@ -233,6 +234,22 @@ func (t *timedProfiler) Layer(layer int, q []float32, qStride int, c *kvcache.Ca
 	start := time.Now()
 	t.p.Layer(layer, q, qStride, c, scale, pool)
 	t.dur += time.Since(start)
+}
+
+var _ fastgen.SumsProfiler = (*timedProfiler)(nil)
+
+// Plan and LayerFromSums serve a backend that computes a layer's sums
+// itself (the GPU): the time between them, the device's passes included,
+// is the layer's profiling time.
+func (t *timedProfiler) Plan(layer int, c *kvcache.Cache) *fastgen.LayerPlan {
+	t.planned = time.Now()
+	return t.p.Plan(layer, c)
+}
+
+func (t *timedProfiler) LayerFromSums(layer int, c *kvcache.Cache, s *fastgen.LayerSums) error {
+	err := t.p.LayerFromSums(layer, c, s)
+	t.dur += time.Since(t.planned)
+	return err
 }
 
 func (t *timedProfiler) total() time.Duration {
