@@ -3,6 +3,7 @@ package kvcache
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,6 +98,121 @@ func BenchmarkObserve(b *testing.B) {
 			}
 			b.ReportMetric(float64(c.Kept(0, 0)), "entries")
 		})
+	}
+}
+
+// BenchmarkApplyHeads is a whole model's policy step as a GPU decode step
+// leaves it to the host (sidecar/cuda: applyScores): 1.1B's 22 layers × 4
+// KV heads, each adding the step's scores and re-applying a frequent +
+// local policy (307 tokens each, 15% of the 2048-token prompt: ~20% of the
+// context kept, steady however many steps run), the heads
+// spread over workers goroutines started each step, or over a persistent
+// tensor.Pool of as many threads (what sidecar/cuda does). It shows what
+// the host's share of such a step costs and whether spreading it pays on
+// the machine at hand.
+func BenchmarkApplyHeads(b *testing.B) {
+	const layers, kvHeads, d, L = 22, 4, 64, 2048
+	for _, tc := range []struct {
+		workers int
+		pool    bool
+		gap     time.Duration
+	}{{1, false, 0}, {2, false, 0}, {4, false, 0}, {8, false, 0}, {2, true, 0}, {4, true, 0}, {8, true, 0},
+		{8, false, 1700 * time.Microsecond}, {8, true, 1700 * time.Microsecond}} {
+		workers := tc.workers
+		name := fmt.Sprintf("goroutines=%d", workers)
+		if tc.pool {
+			name = fmt.Sprintf("pool=%d", workers)
+		}
+		if tc.gap > 0 {
+			// Steps a GPU's time apart (the caller spins in the sync meanwhile):
+			// what a worker left idle that long costs to wake.
+			name += fmt.Sprintf("/gap=%v", tc.gap)
+		}
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, layers, kvHeads, d, F16, DefaultBlockEntries)
+			c := f.c
+			flags := make([]Flags, L)
+			f.prefill(flags)
+			c.SetAllPolicies(Policy{Keep: Frequent | Local, Window: Budget{Tokens: 307}, Frequent: Budget{Tokens: 307}})
+			c.ApplyAll()
+			rng := rand.New(rand.NewPCG(5, 6))
+			delta := make([]float32, L+1)
+			for i := range delta {
+				delta[i] = rng.Float32() / 500
+			}
+			scs := make([]Scratch, workers)
+			k, v := kvRows(0, kvHeads, d)
+			var pool *tensor.Pool
+			if tc.pool {
+				pool = tensor.NewPool(workers)
+				defer pool.Close()
+			}
+			task := &applyHeadsTask{c: c, delta: delta, scs: scs, kvHeads: kvHeads}
+			var applying time.Duration
+			step := func() {
+				if tc.gap > 0 {
+					for start := time.Now(); time.Since(start) < tc.gap; {
+					}
+				}
+				for l := 0; l < layers; l++ {
+					c.AppendAt(l, 0, 0, k, v)
+				}
+				start := time.Now()
+				defer func() { applying += time.Since(start) }()
+				if pool != nil {
+					pool.Parallel(layers*kvHeads, 1, task)
+					for h := 0; h < layers*kvHeads; h++ {
+						c.TakeEvicted(h/kvHeads, h%kvHeads)
+					}
+					c.Advance(1)
+					return
+				}
+				var wg sync.WaitGroup
+				for w := range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for h := w; h < layers*kvHeads; h += workers {
+							l, kh := h/kvHeads, h%kvHeads
+							c.AddScores(l, kh, delta[:c.Kept(l, kh)])
+							c.Apply(l, kh, &scs[w])
+						}
+					}()
+				}
+				wg.Wait()
+				for h := 0; h < layers*kvHeads; h++ {
+					c.TakeEvicted(h/kvHeads, h%kvHeads)
+				}
+				c.Advance(1)
+			}
+			for range 32 {
+				step()
+			}
+			applying = 0
+			b.ResetTimer()
+			for b.Loop() {
+				step()
+			}
+			b.ReportMetric(float64(applying.Microseconds())/float64(b.N), "apply-us")
+			b.ReportMetric(float64(c.Kept(0, 0)), "entries/head")
+		})
+	}
+}
+
+// applyHeadsTask is BenchmarkApplyHeads' work on a tensor.Pool, a head an
+// item.
+type applyHeadsTask struct {
+	c       *Cache
+	delta   []float32
+	scs     []Scratch
+	kvHeads int
+}
+
+func (t *applyHeadsTask) Run(worker, lo, hi int) {
+	for h := lo; h < hi; h++ {
+		l, kh := h/t.kvHeads, h%t.kvHeads
+		t.c.AddScores(l, kh, t.delta[:t.c.Kept(l, kh)])
+		t.c.Apply(l, kh, &t.scs[worker])
 	}
 }
 

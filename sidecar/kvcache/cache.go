@@ -53,12 +53,14 @@ type head struct {
 	policy  Policy
 	evicted []int32    // positions evicted since the last TakeEvicted
 	rng     *rand.Rand // the random baseline's, made on first use
+	thr     float32    // frequent's last threshold: where kthScore splits the keys
 }
 
 // Scratch is working memory for Apply and Observe. Heads may be observed
 // concurrently (one goroutine per head), each with its own Scratch.
 type Scratch struct {
-	keys []float32 // rank keys, reordered by the selection
+	keys []float32 // rank keys at or above the head's last threshold, reordered by the selection
+	low  []float32 // the others, likewise
 	rank []float32 // rank keys in entry order, for the keep pass
 }
 
@@ -342,8 +344,12 @@ func (c *Cache) ApplyAll() {
 func (c *Cache) AddScores(layer, kvHead int, p []float32) {
 	h := c.h(layer, kvHead)
 	be := c.pool.blockEntries
-	for j, x := range p[:min(len(p), h.n)] {
-		h.blocks[j/be].score[j%be] += x
+	n := min(len(p), h.n)
+	for j0 := 0; j0 < n; j0 += be {
+		score := h.blocks[j0/be].score[:min(be, n-j0)]
+		for i, x := range p[j0 : j0+len(score)] {
+			score[i] += x
+		}
 	}
 }
 
@@ -376,8 +382,7 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 			freqThr, freqTies = float32(math.Inf(1)), 0
 		}
 	}
-	keep := func(j int) bool {
-		b, i := &h.blocks[j/be], j%be
+	keep := func(b *block, i, j int) bool {
 		f, pos := b.flags[i], b.pos[i]
 		switch {
 		case p.Keep&Special != 0 && f&FlagSpecial != 0,
@@ -405,10 +410,14 @@ func (c *Cache) Apply(layer, kvHead int, sc *Scratch) {
 		// this a random-only policy would evict every entry.
 		return p.Keep&Random != 0
 	}
-	// Walk from the end so a hole is always filled by an entry already judged.
-	for j := h.n - 1; j >= 0; j-- {
-		if !keep(j) {
+	// Walk from the end so a hole is always filled by an entry already judged
+	// (entry j is slot i of block bi, counted down: no division per entry).
+	for j, bi, i := h.n-1, (h.n-1)/be, (h.n-1)%be; j >= 0; j-- {
+		if !keep(&h.blocks[bi], i, j) {
 			c.evict(h, j)
+		}
+		if i--; i < 0 {
+			bi, i = bi-1, be-1
 		}
 	}
 	if p.Keep&Random != 0 {
@@ -432,28 +441,82 @@ func rankKey(mode ScoreMode, score float32, pos, cur int32) float32 {
 // kthScore returns the k-th largest rank key of the head (k ≥ 1) and how
 // many entries with exactly that key fit within the top k. It leaves every
 // entry's key, in entry order, in sc.rank.
+//
+// Cumulative scores only grow and the budget moves by about one entry a
+// step, so the head's previous threshold (h.thr) is a good split (kth): the
+// selection then runs over about k keys, or, when the threshold fell below
+// it, over the keys under it, finding one of their largest.
 func (c *Cache) kthScore(h *head, k int, cur int32, sc *Scratch) (float32, int) {
 	be := c.pool.blockEntries
-	r := sc.rank[:0]
-	for j0 := 0; j0 < h.n; j0 += be {
+	n := h.n
+	sc.rank, sc.keys, sc.low = grow(sc.rank, n), grow(sc.keys, n), grow(sc.low, n)
+	r := sc.rank
+	for j0 := 0; j0 < n; j0 += be {
 		b := &h.blocks[j0/be]
-		for i := range min(be, h.n-j0) {
-			r = append(r, rankKey(c.cfg.Score, b.score[i], b.pos[i], cur))
+		for i := range min(be, n-j0) {
+			r[j0+i] = rankKey(c.cfg.Score, b.score[i], b.pos[i], cur)
 		}
 	}
-	sc.rank = r
-	s := append(sc.keys[:0], r...)
-	sc.keys = s
-	thr := quickselect(s, k-1)
-	// quickselect leaves the k−1 keys before thr ≥ it and those after ≤ it:
-	// every key above thr is among the first k−1.
+	split := float32(0) // mean keys fall as entries age: no split
+	if c.cfg.Score == ScoreCumulative {
+		split = h.thr
+	}
+	thr, ties := kth(r, sc.keys, sc.low, k, split)
+	h.thr = thr
+	return thr, ties
+}
+
+// kth returns the k-th largest of keys (1 ≤ k ≤ len(keys)) and how many of
+// the keys equal to it fit within the top k, using hi and lo (each as long
+// as keys) as scratch: keys at or above split go to hi, the rest to lo, and
+// the selection runs in the part that holds the k-th. A split ≤ 0 takes
+// all (keys are never negative).
+func kth(keys, hi, lo []float32, k int, split float32) (float32, int) {
+	nh, nl := len(keys), 0
+	if split > 0 {
+		nh = 0
+		for _, key := range keys { // by a comparison, not a branch
+			up := b2i(key >= split)
+			hi[nh], lo[nl] = key, key
+			nh, nl = nh+up, nl+1-up
+		}
+	} else {
+		copy(hi, keys)
+	}
+	var thr float32
 	above := 0
-	for _, v := range s[:k-1] {
-		if v > thr {
-			above++
+	if nh >= k {
+		// Every key above the k-th is among the first k−1 after selecting.
+		thr = quickselect(hi[:nh], k-1)
+		for _, v := range hi[:k-1] {
+			above += b2i(v > thr)
+		}
+	} else {
+		// The k-th is below the split: every key at or above it is above.
+		m := k - nh
+		thr = quickselect(lo[:nl], m-1)
+		above = nh
+		for _, v := range lo[:m-1] {
+			above += b2i(v > thr)
 		}
 	}
 	return thr, k - above
+}
+
+// b2i is 1 for true: the compiler makes it a flag set, not a branch.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// grow returns s with length n, reallocated only when its capacity is short.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // quickselect returns the element that would be at index k if s were sorted

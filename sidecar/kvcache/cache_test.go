@@ -604,6 +604,36 @@ func TestAttendMatchesMaskedReference(t *testing.T) {
 	}
 }
 
+// TestKth: the k-th largest key and its ties within the top k, whatever
+// the split (above, below or at keys, or none), with many ties.
+func TestKth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 300; trial++ {
+		n := 1 + rng.IntN(70)
+		keys := make([]float32, n)
+		for i := range keys {
+			keys[i] = float32(rng.IntN(1+n/3)) / 8 // ties, and zeros
+		}
+		sorted := slices.Clone(keys)
+		slices.Sort(sorted)
+		slices.Reverse(sorted)
+		splits := []float32{0, sorted[0] + 1, sorted[n-1], sorted[n/2], float32(rng.IntN(1+n/3)) / 8, 1.0 / 16}
+		for _, split := range splits {
+			for k := 1; k <= n; k++ {
+				hi, lo := make([]float32, n), make([]float32, n)
+				thr, ties := kth(keys, hi, lo, k, split)
+				above := 0
+				for _, v := range keys {
+					above += b2i(v > sorted[k-1])
+				}
+				if thr != sorted[k-1] || ties != k-above {
+					t.Fatalf("keys %v, k %d, split %v: got %v with %d ties, want %v with %d", keys, k, split, thr, ties, sorted[k-1], k-above)
+				}
+			}
+		}
+	}
+}
+
 func TestQuickselect(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	for trial := 0; trial < 500; trial++ {
