@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
 	"github.com/fastgen/fastgen/sidecar/model"
+	"github.com/fastgen/fastgen/sidecar/tensor"
 )
 
 // runner is one sequence's device working memory (model.Runner).
@@ -39,7 +39,9 @@ type runner struct {
 	cosH, sinH      []float32
 	logitsH, deltaH []float32
 	kH, vH, qH      []float32
-	scs             []*kvcache.Scratch // one per applyScores worker
+	scs             []kvcache.Scratch // one per applyScores worker
+	applyPool       *tensor.Pool      // applyScores' workers
+	apply           applyTask
 	scoredH         []int
 
 	stats     Stats
@@ -65,6 +67,10 @@ type Stats struct {
 }
 
 func (r *runner) release() {
+	if r.applyPool != nil { // host goroutines: stopped whatever the device's state
+		r.applyPool.Close()
+		r.applyPool = nil
+	}
 	leave, ok := r.b.enterOpen()
 	defer leave()
 	if !ok {
@@ -447,9 +453,11 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 }
 
 // applyScores adds the step's scores to every scored head and re-applies
-// its policy, the heads spread over up to maxApplyWorkers goroutines: with
-// the forward pass on the GPU, ranking a head's entries (O(kept) each step)
-// is the host's largest share of a FastGen step at long context.
+// its policy, the heads spread over a pool of up to maxApplyWorkers
+// threads: with the forward pass on the GPU, ranking a head's entries
+// (O(kept) each step) is the host's largest share of a FastGen step at
+// long context. The pool's workers outlive the step (spawning goroutines
+// every step woke them too late to share a few hundred microseconds).
 func (r *runner) applyScores(cache *kvcache.Cache, observed bool) {
 	kvHeads := r.c.KVHeads
 	heads := r.scoredH[:0]
@@ -460,31 +468,31 @@ func (r *runner) applyScores(cache *kvcache.Cache, observed bool) {
 		}
 	}
 	r.scoredH = heads
-	w := min(len(heads), runtime.GOMAXPROCS(0), maxApplyWorkers)
-	for len(r.scs) < w {
-		r.scs = append(r.scs, new(kvcache.Scratch))
+	if r.applyPool == nil {
+		r.applyPool = tensor.NewPool(min(runtime.NumCPU(), maxApplyWorkers))
+		r.scs = make([]kvcache.Scratch, r.applyPool.Threads())
 	}
-	apply := func(i int) {
-		for k := i; k < len(heads); k += w {
-			h := heads[k]
-			off, kept := int(r.offsH[h]), int(r.keptH[h])+1
-			cache.AddScores(h/kvHeads, h%kvHeads, r.deltaH[off:off+kept])
-			cache.Apply(h/kvHeads, h%kvHeads, r.scs[i])
-		}
-	}
-	var wg sync.WaitGroup
-	for i := 1; i < w; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			apply(i)
-		}()
-	}
-	apply(0)
-	wg.Wait()
+	r.apply = applyTask{r: r, cache: cache}
+	r.applyPool.Parallel(len(heads), 1, &r.apply)
+	r.apply.cache = nil
 }
 
-// maxApplyWorkers bounds applyScores' goroutines.
+// applyTask is applyScores' work, a scored head an item.
+type applyTask struct {
+	r     *runner
+	cache *kvcache.Cache
+}
+
+func (t *applyTask) Run(worker, lo, hi int) {
+	r, kvHeads := t.r, t.r.c.KVHeads
+	for _, h := range r.scoredH[lo:hi] {
+		off, kept := int(r.offsH[h]), int(r.keptH[h])+1
+		t.cache.AddScores(h/kvHeads, h%kvHeads, r.deltaH[off:off+kept])
+		t.cache.Apply(h/kvHeads, h%kvHeads, &r.scs[worker])
+	}
+}
+
+// maxApplyWorkers bounds applyScores' threads.
 const maxApplyWorkers = 8
 
 func growF(s []float32, n int) []float32 {
