@@ -97,6 +97,16 @@ func (p *pair) step(t testing.TB, bt model.Batch) (cpu, gpu []float32) {
 	return cpu, g
 }
 
+// fork copies c (on the device too, when it has a mirror).
+func fork(t testing.TB, c *kvcache.Cache) *kvcache.Cache {
+	t.Helper()
+	f, err := c.Fork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func relErr(a, b []float32) float64 {
 	var num, den float64
 	for i := range a {
@@ -209,7 +219,7 @@ func TestGPUGreedyStories260K(t *testing.T) {
 			}
 			// Decode from forks, as compare mode does: the device copies the
 			// rows, and the policy's first evictions run on the copy.
-			fc, fg := p.cCPU.Fork(), p.cGPU.Fork()
+			fc, fg := fork(t, p.cCPU), fork(t, p.cGPU)
 			p.cCPU.Close()
 			p.cGPU.Close()
 			p.cCPU, p.cGPU = fc, fg
@@ -529,7 +539,7 @@ func BenchmarkGPUDecode(b *testing.B) {
 			for _, mode := range []string{"full", "fastgen"} {
 				b.Run(fmt.Sprintf("%s/ctx%d/%s", name, ctx, mode), func(b *testing.B) {
 					_, before := be.DeviceBytes()
-					cache := base.Fork()
+					cache := fork(b, base)
 					defer cache.Close()
 					if mode == "fastgen" {
 						cache.SetAllPolicies(kvcache.Policy{Keep: kvcache.Frequent | kvcache.Local, Window: kvcache.Budget{Ratio: 0.15}, Frequent: kvcache.Budget{Ratio: 0.15}})

@@ -27,9 +27,9 @@ func (r *rowLog) Blocks(l, kh, n int) {
 		r.slots[h] = append(r.slots[h], -1)
 	}
 }
-func (r *rowLog) Move(l, kh, dst, src int)           { r.logs[l*r.kvHeads+kh].move(dst, src) }
-func (r *rowLog) Fork(*kvcache.Cache) kvcache.Mirror { return nil }
-func (r *rowLog) Close()                             {}
+func (r *rowLog) Move(l, kh, dst, src int)                    { r.logs[l*r.kvHeads+kh].move(dst, src) }
+func (r *rowLog) Fork(*kvcache.Cache) (kvcache.Mirror, error) { return nil, nil }
+func (r *rowLog) Close()                                      {}
 
 // flush applies every head's resolved moves as the kv_move kernel does: all
 // reads before any write.

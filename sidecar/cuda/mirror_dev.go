@@ -169,38 +169,47 @@ func (m *devMirror) flush() error {
 	return nil
 }
 
-// Fork copies the device rows for a forked cache.
-func (m *devMirror) Fork(f *kvcache.Cache) kvcache.Mirror {
+// Fork copies the device rows for a forked cache. On error the copy holds
+// nothing.
+func (m *devMirror) Fork(f *kvcache.Cache) (kvcache.Mirror, error) {
 	leave := m.b.enter()
 	defer leave()
 	if err := m.flush(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	n, err := newMirror(m.b, f)
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	bb := m.pool.blockBytes
-	for h, nb := range m.nblk {
+	if err := n.copyRows(m); err != nil {
+		n.release()
+		return nil, err
+	}
+	return n, nil
+}
+
+// copyRows gives the mirror blocks holding a copy of src's, counted as they
+// are taken so that release returns them if a later one fails.
+func (m *devMirror) copyRows(src *devMirror) error {
+	bb := src.pool.blockBytes
+	for h, nb := range src.nblk {
 		for i := 0; i < nb; i++ {
-			blk, err := n.pool.get()
+			blk, err := m.pool.get()
 			if err != nil {
-				panic(err)
+				return err
 			}
-			n.tables[h*n.maxBlocks+i] = blk
-			if err := cu.MemcpyDtoDAsync(cu.DevicePtr(blk), cu.DevicePtr(m.tables[h*m.maxBlocks+i]), int64(bb), m.b.stream); err != nil {
-				panic(err)
+			m.tables[h*m.maxBlocks+i] = blk
+			m.nblk[h] = i + 1
+			if err := cu.MemcpyDtoDAsync(cu.DevicePtr(blk), cu.DevicePtr(src.tables[h*src.maxBlocks+i]), int64(bb), m.b.stream); err != nil {
+				return fmt.Errorf("cuda: copy cache blocks: %v", err)
 			}
 		}
-		n.nblk[h], n.hostBlk[h] = nb, m.hostBlk[h]
+		m.hostBlk[h] = src.hostBlk[h]
 	}
 	// The copy's tables go up now, not at its first flush: that flush runs
 	// the moves of evictions made before it (a policy applied to the fork)
 	// first, and they read the tables on the device.
-	if err := m.b.upload(n.dtables, unsafe.Pointer(&n.tables[0]), 8*len(n.tables)); err != nil {
-		panic(err)
-	}
-	return n
+	return m.b.upload(m.dtables, unsafe.Pointer(&m.tables[0]), 8*len(m.tables))
 }
 
 // Close returns every block to the device pool.

@@ -66,6 +66,13 @@ type Stats struct {
 	Enqueue, Wait, Host time.Duration // Host: after the sync (copies back, policies)
 }
 
+// Close releases the runner's device buffers and host threads now (a
+// finished session); the finalizer does it for a runner dropped unclosed.
+func (r *runner) Close() {
+	runtime.SetFinalizer(r, nil)
+	r.release()
+}
+
 func (r *runner) release() {
 	if r.applyPool != nil { // host goroutines: stopped whatever the device's state
 		r.applyPool.Close()

@@ -162,7 +162,19 @@ func (s *Session) Cache() *kvcache.Cache { return s.cache }
 func (s *Session) History() []int { return s.history }
 
 // Close frees the session's cache blocks at once.
-func (s *Session) Close() { s.cache.Close() }
+func (s *Session) Close() {
+	s.cache.Close()
+	closeRunner(s.state)
+}
+
+// closeRunner releases what a runner holds beyond the Go heap (a GPU
+// runner's device buffers and threads) now rather than when the garbage
+// collector finds it.
+func closeRunner(r model.Runner) {
+	if c, ok := r.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
 
 func (s *Session) flags(tokens []int) []kvcache.Flags {
 	f := make([]kvcache.Flags, len(tokens))
@@ -357,7 +369,12 @@ func (s *Session) Fork(kv KVOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Session{e: s.e, kv: kv, cache: s.cache.Fork(), state: r}
+	cache, err := s.cache.Fork()
+	if err != nil {
+		closeRunner(r)
+		return nil, err
+	}
+	f := &Session{e: s.e, kv: kv, cache: cache, state: r}
 	f.history = append([]int(nil), s.history...)
 	switch kv.Mode {
 	case kvcache.ModeFull:

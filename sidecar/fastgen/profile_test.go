@@ -86,7 +86,7 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 	// (documented at Profiler.store), and the same policies unless one is
 	// that close to the threshold. The callers check the recomputed
 	// profile, exact to float32 rounding.
-	fork := c.Fork()
+	fork := b.fork()
 	re := NewProfiler(opt, 1, nHeads, b.nKV, hdim, n, basePos, fixed)
 	re.storeLimit = 0
 	re.Layer(0, q, stride, fork, 1, nil)
@@ -102,7 +102,7 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 	}
 	// A backend's sums (the GPU's kernels), from the exact rows, give
 	// the same profile.
-	fork = c.Fork()
+	fork = b.fork()
 	dev := NewProfiler(opt, 1, nHeads, b.nKV, hdim, n, basePos, fixed)
 	if err := dev.LayerFromSums(0, fork, kernelSums(dev.Plan(0, fork), tr.maps, n, basePos)); err != nil {
 		b.t.Fatal(err)
@@ -117,6 +117,15 @@ func (b *bench) profile(opt Options, tr turn, fixed *kvcache.Policy) *Profile {
 	}
 	c.Advance(n)
 	return recomputed
+}
+
+// fork copies the bench's cache.
+func (b *bench) fork() *kvcache.Cache {
+	f, err := b.cache.Fork()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return f
 }
 
 // kernelSums computes a layer's sums as LayerPlan defines them (what

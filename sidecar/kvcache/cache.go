@@ -595,8 +595,9 @@ func (c *Cache) TakeEvicted(layer, kvHead int) []int32 {
 }
 
 // Fork copies the cache: both copies then evolve independently (compare mode
-// shares one prefill and decodes two policies from it).
-func (c *Cache) Fork() *Cache {
+// shares one prefill and decodes two policies from it). It fails only when
+// the mirror cannot copy the device's rows (device memory), holding nothing.
+func (c *Cache) Fork() (*Cache, error) {
 	f := New(c.cfg, c.pool)
 	f.next, f.top = c.next, c.top
 	for hi := range c.heads {
@@ -620,9 +621,14 @@ func (c *Cache) Fork() *Cache {
 		}
 	}
 	if c.mirror != nil {
-		f.mirror = c.mirror.Fork(f)
+		m, err := c.mirror.Fork(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		f.mirror = m
 	}
-	return f
+	return f, nil
 }
 
 // Close returns every block to the pool. The cache must not be used after.

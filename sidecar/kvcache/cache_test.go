@@ -477,7 +477,10 @@ func TestForkIndependence(t *testing.T) {
 			a.AddScores(l, kh, scores)
 		}
 	}
-	b := a.Fork()
+	b, err := a.Fork()
+	if err != nil {
+		t.Fatal(err)
+	}
 	fb := &fixture{t: t, pool: pool, c: b}
 	b.SetAllPolicies(Policy{Keep: Special | Punct})
 	b.ApplyAll()

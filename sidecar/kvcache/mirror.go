@@ -21,8 +21,8 @@ type Mirror interface {
 	// (swap-remove: src is the head's last entry, dst the evicted one).
 	Move(layer, kvHead, dst, src int)
 	// Fork returns the mirror of a copy of the cache (Cache.Fork): the
-	// device copies the rows it holds.
-	Fork(f *Cache) Mirror
+	// device copies the rows it holds. On error it holds nothing.
+	Fork(f *Cache) (Mirror, error)
 	// Close releases everything the mirror holds (Cache.Close).
 	Close()
 }

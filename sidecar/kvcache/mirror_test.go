@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 )
@@ -12,6 +13,7 @@ type shadow struct {
 	pos         [][]int32 // per head: one slot per entry of its blocks
 	blocks      []int
 	closed      bool
+	failFork    bool // Fork fails, as a device out of memory would
 }
 
 func (s *shadow) Blocks(l, kh, n int) {
@@ -28,12 +30,15 @@ func (s *shadow) Move(l, kh, dst, src int) {
 	p[dst] = p[src]
 }
 
-func (s *shadow) Fork(f *Cache) Mirror {
+func (s *shadow) Fork(f *Cache) (Mirror, error) {
 	c := &shadow{kvHeads: s.kvHeads, be: s.be, blocks: append([]int(nil), s.blocks...)}
 	for _, p := range s.pos {
 		c.pos = append(c.pos, append([]int32(nil), p...))
 	}
-	return c
+	if s.failFork {
+		return nil, errors.New("no device memory")
+	}
+	return c, nil
 }
 
 func (s *shadow) Close() { s.closed = true }
@@ -80,13 +85,26 @@ func TestMirrorFollowsEvictions(t *testing.T) {
 		c.Advance(1)
 		check(c, sh)
 	}
-	f := c.Fork()
+	f, err := c.Fork()
+	if err != nil {
+		t.Fatal(err)
+	}
 	fsh := f.Mirror().(*shadow)
 	check(f, fsh)
 	f.Close()
 	if !fsh.closed || sh.closed {
 		t.Fatal("closing the fork must close its mirror only")
 	}
+	// A fork the device cannot hold fails and gives its blocks back.
+	inUse := c.Pool().InUseBytes()
+	sh.failFork = true
+	if f, err := c.Fork(); err == nil || f != nil {
+		t.Fatalf("a failing mirror's fork returned %v, %v", f, err)
+	}
+	if got := c.Pool().InUseBytes(); got != inUse {
+		t.Errorf("a failed fork left %d bytes of blocks in use, want %d", got, inUse)
+	}
+	sh.failFork = false
 	c.Close()
 	if !sh.closed {
 		t.Fatal("Close did not close the mirror")
