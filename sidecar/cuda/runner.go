@@ -55,6 +55,8 @@ type runner struct {
 	graphs                   []*graph
 
 	prof profBufs // the device profiling pass (profile_dev.go)
+
+	closed bool // by Close: its buffers are gone
 }
 
 // Stats say where a runner's wall time went: how long the host took to
@@ -70,6 +72,7 @@ type Stats struct {
 // finished session); the finalizer does it for a runner dropped unclosed.
 func (r *runner) Close() {
 	runtime.SetFinalizer(r, nil)
+	r.closed = true
 	r.release()
 }
 
@@ -152,6 +155,8 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 	c := r.c
 	n := len(b.Tokens)
 	switch {
+	case r.closed:
+		return nil, fmt.Errorf("cuda: forward on a closed runner")
 	case n == 0:
 		return nil, fmt.Errorf("forward: empty batch")
 	case len(b.Flags) != n:
