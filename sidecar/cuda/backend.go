@@ -322,6 +322,14 @@ func (b *Backend) upload(dst cu.DevicePtr, src unsafe.Pointer, bytes int) error 
 	return cu.MemcpyHtoDAsync(dst, src, int64(bytes), b.stream)
 }
 
+// sized returns s with length n, reallocated only when its capacity is short.
+func sized[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
 func f32Ptr(s []float32) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s)) }
 func i32Ptr(s []int32) unsafe.Pointer   { return unsafe.Pointer(unsafe.SliceData(s)) }
 

@@ -148,11 +148,3 @@ func (r *runner) profileLayer(dp fastgen.SumsProfiler, cache *kvcache.Cache, mir
 	}
 	return dp.LayerFromSums(li, cache, o)
 }
-
-// sized returns s with length n, reallocated only when its capacity is short.
-func sized[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
-}

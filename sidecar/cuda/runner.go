@@ -235,7 +235,7 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 	for _, t := range b.Tokens {
 		r.tokH = append(r.tokH, int32(t))
 	}
-	r.cosH, r.sinH = growF(r.cosH, n*half), growF(r.sinH, n*half)
+	r.cosH, r.sinH = sized(r.cosH, n*half), sized(r.sinH, n*half)
 	ropeTables(r.w.invFreq, cache.Len(), n, r.cosH, r.sinH)
 	for _, u := range []struct {
 		d cu.DevicePtr
@@ -339,7 +339,7 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			} else {
 				// On the host, from its copy of the keys: the profiler
 				// recomputes the rows.
-				r.qH = growF(r.qH, n*dim)
+				r.qH = sized(r.qH, n*dim)
 				if err := cu.MemcpyDtoH(f32Ptr(r.qH), r.q, int64(4*n*dim)); err != nil {
 					return err
 				}
@@ -376,7 +376,7 @@ func (r *runner) appendHost(cache *kvcache.Cache, b model.Batch, l0, nl, n int, 
 	kvd := r.c.KVDim()
 	var kr, vr []float32
 	if cache.Pool().HostRows() {
-		r.kH, r.vH = growF(r.kH, nl*n*kvd), growF(r.vH, nl*n*kvd)
+		r.kH, r.vH = sized(r.kH, nl*n*kvd), sized(r.vH, nl*n*kvd)
 		if err := cu.MemcpyDtoH(f32Ptr(r.kH), k, int64(4*nl*n*kvd)); err != nil {
 			return err
 		}
@@ -428,12 +428,12 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 	synced := time.Now()
 	r.stats.Wait += synced.Sub(enqueued)
 	defer func() { r.stats.Host += time.Since(synced) }()
-	r.logitsH = growF(r.logitsH, rows*c.Vocab)
+	r.logitsH = sized(r.logitsH, rows*c.Vocab)
 	if err := cu.MemcpyDtoH(f32Ptr(r.logitsH), r.logits, int64(4*rows*c.Vocab)); err != nil {
 		return nil, err
 	}
 	if scored > 0 {
-		r.deltaH = growF(r.deltaH, scored)
+		r.deltaH = sized(r.deltaH, scored)
 		if err := cu.MemcpyDtoH(f32Ptr(r.deltaH), r.delta, int64(4*scored)); err != nil {
 			return nil, err
 		}
@@ -506,10 +506,3 @@ func (t *applyTask) Run(worker, lo, hi int) {
 
 // maxApplyWorkers bounds applyScores' threads.
 const maxApplyWorkers = 8
-
-func growF(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
