@@ -448,7 +448,13 @@ func (p *classroomPage) updateStatus() {
 		setText(byID("run-status"), e)
 		return
 	}
+	s := r.Primary()
 	if r.Profile == nil {
+		// A stop pressed while the prompt was still being encoded ends the
+		// run before any profile is sent.
+		if s.Finish != "" {
+			setText(byID("run-status"), "Ended before the prompt was profiled ("+s.Finish+").")
+		}
 		return
 	}
 	msg := "T = " + app.Num(r.Profile.Threshold, 3) + ": profiled " + strconv.Itoa(len(r.Profile.PromptTokens)) + " prompt tokens"
@@ -464,7 +470,6 @@ func (p *classroomPage) updateStatus() {
 		}
 		msg += "; " + strconv.Itoa(n) + " heads changed policy (outlined)"
 	}
-	s := r.Primary()
 	if _, ratio, ok := s.KVSaved(); ok {
 		msg += "; KV cache " + app.Pct(ratio) + " smaller than full"
 	}

@@ -218,6 +218,25 @@ func (tb *tab) frames() []shared.Frame {
 	return out
 }
 
+// lastFrames describes the last n frames received (types and, for done
+// and error frames, what they say): what a failed wait saw last.
+func (tb *tab) lastFrames(n int) string {
+	fs := tb.frames()
+	fs = fs[max(0, len(fs)-n):]
+	var b strings.Builder
+	for _, f := range fs {
+		switch f := f.(type) {
+		case *shared.Done:
+			fmt.Fprintf(&b, "done(%s %s) ", f.Stream, f.FinishReason)
+		case *shared.Error:
+			fmt.Fprintf(&b, "error(%s: %s) ", f.Code, f.Message)
+		default:
+			fmt.Fprintf(&b, "%T ", f)
+		}
+	}
+	return b.String()
+}
+
 // done returns the Done frames received, by stream.
 func (tb *tab) done() map[string]string {
 	m := map[string]string{}
@@ -416,8 +435,14 @@ func testClassroom(t *testing.T, e *env) {
 			new MutationObserver((_, o) => { if (!stop.disabled) { o.disconnect(); stop.click(); window.__stopped = true } }).observe(stop, {attributes: true});
 		})()`)
 		tb.send("The little dog", `window.__stopped`)
-		tb.poll("run to end", `document.querySelector('[data-testid=stop]').disabled && /\((cancelled|stop|length)\)/.test(document.getElementById('run-status').textContent)`)
+		ctx, cancel := context.WithTimeout(tb.ctx, wait)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=stop]').disabled && /\((cancelled|stop|length)\)/.test(document.getElementById('run-status').textContent)`, chromedp.WithPollingTimeout(wait)))
+		cancel()
 		end := eval[string](tb, `document.getElementById('run-status').textContent`)
+		if err != nil {
+			t.Fatalf("stop on the classroom page: the run did not end (%v): status %q, stop button disabled: %v, frames since: %s", err, end,
+				eval[bool](tb, `document.querySelector('[data-testid=stop]').disabled`), tb.lastFrames(6))
+		}
 		ends = append(ends, end)
 		if strings.Contains(end, "(cancelled)") {
 			break
