@@ -218,6 +218,17 @@ func (tb *tab) frames() []shared.Frame {
 	return out
 }
 
+// stopOnStart arms the page to press stop as soon as the next run enables
+// it, and to set window.__stopped when it has.
+func (tb *tab) stopOnStart() {
+	tb.t.Helper()
+	eval[chromedp.Void](tb, `(() => {
+		const stop = document.querySelector('[data-testid=stop]');
+		window.__stopped = false;
+		new MutationObserver((_, o) => { if (!stop.disabled) { o.disconnect(); stop.click(); window.__stopped = true } }).observe(stop, {attributes: true});
+	})()`)
+}
+
 // lastFrames describes the last n frames received (types and, for done
 // and error frames, what they say): what a failed wait saw last.
 func (tb *tab) lastFrames(n int) string {
@@ -312,11 +323,7 @@ func testChat(t *testing.T, e *env) {
 
 	// Stop: a long answer, stopped as soon as the stop button is enabled.
 	tb.setValue("max-tokens", "400")
-	eval[chromedp.Void](tb, `(() => {
-		const stop = document.querySelector('[data-testid=stop]');
-		window.__stopped = false;
-		new MutationObserver((_, o) => { if (!stop.disabled) { o.disconnect(); stop.click(); window.__stopped = true } }).observe(stop, {attributes: true});
-	})()`)
+	tb.stopOnStart()
 	tb.send("Tell me a long story about a cat", `window.__stopped`)
 	tb.poll("stopped answer", `!document.querySelector('[data-testid=output] li.streaming')`)
 	if got := eval[string](tb, `document.querySelector('[data-testid=output] li.assistant:last-child .meta').textContent`); !strings.Contains(got, shared.FinishCancelled) {
@@ -429,11 +436,7 @@ func testClassroom(t *testing.T, e *env) {
 	tb.setValue("max-tokens", "400")
 	var ends []string
 	for try := 0; try < 5; try++ {
-		eval[chromedp.Void](tb, `(() => {
-			const stop = document.querySelector('[data-testid=stop]');
-			window.__stopped = false;
-			new MutationObserver((_, o) => { if (!stop.disabled) { o.disconnect(); stop.click(); window.__stopped = true } }).observe(stop, {attributes: true});
-		})()`)
+		tb.stopOnStart()
 		tb.send("The little dog", `window.__stopped`)
 		ctx, cancel := context.WithTimeout(tb.ctx, wait)
 		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=stop]').disabled && /\((cancelled|stop|length)\)/.test(document.getElementById('run-status').textContent)`, chromedp.WithPollingTimeout(wait)))
