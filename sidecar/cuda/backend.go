@@ -458,14 +458,18 @@ func (b *Backend) NewRunner(m *model.Model) (model.Runner, error) {
 	r := &runner{b: b, m: m, w: dm, c: c}
 	r.fused = r.fusedOK()
 	heads := c.Layers * c.KVHeads
-	if r.kept, err = alloc(4 * heads); err != nil {
-		return nil, err
-	}
-	if r.offs, err = alloc(4 * heads); err != nil {
-		return nil, err
-	}
-	if r.delta, err = alloc(4 * heads * (c.Ctx + 1)); err != nil {
-		return nil, err
+	for _, a := range []struct {
+		p     *cu.DevicePtr
+		bytes int
+	}{{&r.kept, 4 * heads}, {&r.offs, 4 * heads}, {&r.delta, 4 * heads * (c.Ctx + 1)}} {
+		if *a.p, err = alloc(a.bytes); err != nil {
+			for _, p := range []cu.DevicePtr{r.kept, r.offs, r.delta} {
+				if p != 0 {
+					cu.MemFree(p)
+				}
+			}
+			return nil, err
+		}
 	}
 	r.keptH = make([]int32, heads)
 	r.offsH = make([]int32, heads)
