@@ -400,8 +400,42 @@ func TestGPUFastGenProfiledPrefill(t *testing.T) {
 				}
 				tok = tensor.Argmax(a)
 			}
+			if tc.dec > 0 {
+				sameScores(t, p, m.Config)
+			}
 			t.Logf("pruned ratio CPU %.3f, GPU %.3f", p.cCPU.PrunedRatio(), p.cGPU.PrunedRatio())
 		})
+	}
+}
+
+// sameScores requires every head, the full ones included, to score the
+// positions both sides kept alike (within 1e-3 relative): a later turn's
+// profile ranks by them. Near-ties may evict differently; more than 1% of
+// a head's entries kept on one side only fails too.
+func sameScores(t *testing.T, p *pair, c model.Config) {
+	t.Helper()
+	for l := 0; l < c.Layers; l++ {
+		for kh := 0; kh < c.KVHeads; kh++ {
+			cpu := map[int32]float32{}
+			for j := 0; j < p.cCPU.Kept(l, kh); j++ {
+				cpu[p.cCPU.Pos(l, kh, j)] = p.cCPU.Score(l, kh, j)
+			}
+			common := 0
+			for j := 0; j < p.cGPU.Kept(l, kh); j++ {
+				pos, sg := p.cGPU.Pos(l, kh, j), p.cGPU.Score(l, kh, j)
+				sc, ok := cpu[pos]
+				if !ok {
+					continue
+				}
+				common++
+				if math.Abs(float64(sc-sg)) > 1e-3*math.Max(1, math.Abs(float64(sc))) {
+					t.Fatalf("head %d/%d position %d: score CPU %g, GPU %g", l, kh, pos, sc, sg)
+				}
+			}
+			if only := len(cpu) + p.cGPU.Kept(l, kh) - 2*common; only > len(cpu)/100+1 {
+				t.Errorf("head %d/%d: %d entries kept on one side only (CPU keeps %d, GPU %d)", l, kh, only, len(cpu), p.cGPU.Kept(l, kh))
+			}
+		}
 	}
 }
 

@@ -42,7 +42,6 @@ type runner struct {
 	scs             []kvcache.Scratch // one per applyScores worker
 	applyPool       *tensor.Pool      // applyScores' workers
 	apply           applyTask
-	scoredH         []int
 
 	stats     Stats
 	stepStart time.Time
@@ -168,10 +167,11 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 	case b.Attention != nil && n != 1:
 		return nil, fmt.Errorf("forward: on the GPU attention observers see decode steps, one token at a time, not %d", n)
 	}
-	// Scored heads' attention comes back as each entry's group-mean
-	// probability: for their policies (Observe: every head that ranks its
-	// entries) and for an observer (every head).
-	scoring := b.Observe || b.Attention != nil
+	// A scored step's attention comes back as each entry's group-mean
+	// probability, for every head: Observe adds it to the scores (full heads
+	// too, as on the CPU: a later chat turn may re-profile them onto a policy
+	// that ranks by score), an observer reads it.
+	scoring := scores(b)
 	for _, t := range b.Tokens {
 		if t < 0 || t >= c.Vocab {
 			return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, c.Vocab)
@@ -225,7 +225,7 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		l, kh := h/c.KVHeads, h%c.KVHeads
 		r.keptH[h] = int32(cache.Kept(l, kh))
 		r.offsH[h] = -1
-		if b.Observe && !cache.Policy(l, kh).IsFull() || b.Attention != nil {
+		if scoring {
 			r.offsH[h] = int32(scored)
 			scored += cache.Kept(l, kh) + 1
 		}
@@ -314,7 +314,7 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 			run(r.b.launch("attend", n*c.Heads, 1, 128, 0, new(args).p(r.att).p(r.lse).p(r.q).p(mir.dtables).p(r.kept).
 				i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).i(n).f(scale).i(b2i(mir.f16))))
 		}
-		if n == 1 && (b.Observe || b.Attention != nil) {
+		if n == 1 && scores(b) {
 			run(r.b.launch("attn_scores", c.KVHeads, ceilDiv(cache.Len()+1, 128), 128, 0, new(args).p(r.delta).p(r.offs).p(r.lse).p(r.q).
 				p(mir.dtables).p(r.kept).i(li).i(c.Heads).i(c.KVHeads).i(hd).i(mir.be).i(mir.maxBlocks).f(scale).i(b2i(mir.f16))))
 		}
@@ -360,6 +360,9 @@ func (r *runner) layers(cache *kvcache.Cache, mir *devMirror, b model.Batch, n i
 	}
 	return err
 }
+
+// scores tells whether a step's attention comes back to the host.
+func scores(b model.Batch) bool { return b.Observe || b.Attention != nil }
 
 // profilesOnDevice tells whether the batch's profiler takes its sums from
 // the device's profiling pass rather than recomputing rows on the host.
@@ -455,7 +458,7 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 		}
 	}
 	if b.Observe && scored > 0 {
-		r.applyScores(cache, b.Attention != nil)
+		r.applyScores(cache)
 	}
 	cache.Advance(n)
 	if err := mir.flush(); err != nil {
@@ -464,32 +467,23 @@ func (r *runner) finish(cache *kvcache.Cache, b model.Batch, mir *devMirror, n, 
 	return r.logitsH[:rows*c.Vocab], nil
 }
 
-// applyScores adds the step's scores to every scored head and re-applies
-// its policy, the heads spread over a pool of up to maxApplyWorkers
+// applyScores adds the step's scores to every head and re-applies its
+// policy (a full head's is nothing), the heads spread over a pool of up to maxApplyWorkers
 // threads: with the forward pass on the GPU, ranking a head's entries
 // (O(kept) each step) is the host's largest share of a FastGen step at
 // long context. The pool's workers outlive the step (spawning goroutines
 // every step woke them too late to share a few hundred microseconds).
-func (r *runner) applyScores(cache *kvcache.Cache, observed bool) {
-	kvHeads := r.c.KVHeads
-	heads := r.scoredH[:0]
-	for h, off := range r.offsH {
-		// With an observer every head was scored; full ones rank nothing.
-		if off >= 0 && !(observed && cache.Policy(h/kvHeads, h%kvHeads).IsFull()) {
-			heads = append(heads, h)
-		}
-	}
-	r.scoredH = heads
+func (r *runner) applyScores(cache *kvcache.Cache) {
 	if r.applyPool == nil {
 		r.applyPool = tensor.NewPool(min(runtime.NumCPU(), maxApplyWorkers))
 		r.scs = make([]kvcache.Scratch, r.applyPool.Threads())
 	}
 	r.apply = applyTask{r: r, cache: cache}
-	r.applyPool.Parallel(len(heads), 1, &r.apply)
+	r.applyPool.Parallel(len(r.offsH), 1, &r.apply)
 	r.apply.cache = nil
 }
 
-// applyTask is applyScores' work, a scored head an item.
+// applyTask is applyScores' work, a head an item.
 type applyTask struct {
 	r     *runner
 	cache *kvcache.Cache
@@ -497,7 +491,7 @@ type applyTask struct {
 
 func (t *applyTask) Run(worker, lo, hi int) {
 	r, kvHeads := t.r, t.r.c.KVHeads
-	for _, h := range r.scoredH[lo:hi] {
+	for h := lo; h < hi; h++ {
 		off, kept := int(r.offsH[h]), int(r.keptH[h])+1
 		t.cache.AddScores(h/kvHeads, h%kvHeads, r.deltaH[off:off+kept])
 		t.cache.Apply(h/kvHeads, h%kvHeads, &r.scs[worker])
