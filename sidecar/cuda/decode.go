@@ -17,7 +17,7 @@ import (
 // it, Q/K/V into one launch, gate/up/SwiGLU into one, the residual adds
 // into Wo and down — and every launch reads its per-step values from device
 // memory, so the step is captured once per cache and replayed as a CUDA
-// graph (graph.go). Both paths attend with attend_split, the context split
+// graph (driver.go). Both paths attend with attend_split, the context split
 // over many blocks, so that long contexts use the whole GPU.
 
 const (

@@ -158,32 +158,26 @@ func BenchmarkApplyHeads(b *testing.B) {
 					c.AppendAt(l, 0, 0, k, v)
 				}
 				start := time.Now()
-				defer func() { applying += time.Since(start) }()
 				if pool != nil {
 					pool.Parallel(layers*kvHeads, 1, task)
-					for h := 0; h < layers*kvHeads; h++ {
-						c.TakeEvicted(h/kvHeads, h%kvHeads)
+				} else {
+					var wg sync.WaitGroup
+					for w := range workers {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for h := w; h < layers*kvHeads; h += workers {
+								task.Run(w, h, h+1)
+							}
+						}()
 					}
-					c.Advance(1)
-					return
+					wg.Wait()
 				}
-				var wg sync.WaitGroup
-				for w := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for h := w; h < layers*kvHeads; h += workers {
-							l, kh := h/kvHeads, h%kvHeads
-							c.AddScores(l, kh, delta[:c.Kept(l, kh)])
-							c.Apply(l, kh, &scs[w])
-						}
-					}()
-				}
-				wg.Wait()
 				for h := 0; h < layers*kvHeads; h++ {
 					c.TakeEvicted(h/kvHeads, h%kvHeads)
 				}
 				c.Advance(1)
+				applying += time.Since(start)
 			}
 			for range 32 {
 				step()
