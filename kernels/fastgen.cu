@@ -441,19 +441,23 @@ __device__ __forceinline__ void entry_scores(float *acc, const uint4 *kr, const 
 // attend_split does); groups over AD_MAXG or head dims not a multiple of 8
 // take the scalar prof_prob instead.
 
+// prof_prob1 returns query head qh's probability of entry j for row t (the
+// scalar path).
+__device__ float prof_prob1(const float *q, const float *lse, const void *blk, int j, int be, int hd, int t,
+                            int heads, int qh, float scale, int f16) {
+  long base = (long)(j % be) * hd;
+  const float *qr = q + (long)t * heads * hd + qh * hd;
+  float s = 0.f;
+  for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
+  return __expf(s * scale - lse[t * heads + qh]);
+}
+
 // prof_prob returns the group-mean probability of entry j for row t (the
 // scalar path).
 __device__ float prof_prob(const float *q, const float *lse, const void *blk, int j, int be, int hd, int t,
                            int heads, int kh, int groups, float scale, int f16) {
-  long base = (long)(j % be) * hd;
   float sum = 0.f;
-  for (int g = 0; g < groups; g++) {
-    int qh = kh * groups + g;
-    const float *qr = q + (long)t * heads * hd + qh * hd;
-    float s = 0.f;
-    for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
-    sum += __expf(s * scale - lse[t * heads + qh]);
-  }
+  for (int g = 0; g < groups; g++) sum += prof_prob1(q, lse, blk, j, be, hd, t, heads, kh * groups + g, scale, f16);
   return sum / (float)groups;
 }
 
@@ -646,14 +650,8 @@ extern "C" __global__ void prof_pass2(double *sums, const int *order, const floa
       prof_add(loc, r, prof_prob(q, lse, blk, j, be, hd, t, heads, kh, groups, scale, f16));
       continue;
     }
-    for (int g = 0; g < groups; g++) {
-      long base = (long)(j % be) * hd;
-      int qh = kh * groups + g;
-      const float *qr = q + (long)t * heads * hd + qh * hd;
-      float s = 0.f;
-      for (int d = 0; d < hd; d++) s += qr[d] * kv_load(blk, f16, base + d);
-      atomicAdd(&gs[g * 8 + r], __expf(s * scale - lse[t * heads + qh]));
-    }
+    for (int g = 0; g < groups; g++)
+      atomicAdd(&gs[g * 8 + r], prof_prob1(q, lse, blk, j, be, hd, t, heads, kh * groups + g, scale, f16));
   }
   if (perGroup) {
     __syncthreads();
