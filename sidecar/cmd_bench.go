@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
@@ -72,6 +73,18 @@ type benchJSON struct {
 	// RSSBytes is the process's resident set after the runs (Linux): the
 	// mmapped weight pages touched, the KV cache and the working buffers.
 	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	// With --vs-llamacpp: llama.cpp's llama-bench on the same file, threads,
+	// prompt, decode length and K/V type, run right after these runs (the
+	// fastest sample of each test), its tg's share of the same roofline,
+	// and fastgen's rates over llama.cpp's.
+	LlamaCppBuild         string  `json:"llamacpp_build,omitempty"`
+	LlamaCppPrefillTokS   float64 `json:"llamacpp_prefill_tok_s,omitempty"`
+	LlamaCppDecodeTokS    float64 `json:"llamacpp_decode_tok_s,omitempty"`
+	LlamaCppTGTokS        float64 `json:"llamacpp_tg_tok_s,omitempty"`
+	LlamaCppTGRooflinePct float64 `json:"llamacpp_tg_roofline_pct,omitempty"`
+	VsLlamaCppPrefill     float64 `json:"vs_llamacpp_prefill,omitempty"`
+	VsLlamaCppDecode      float64 `json:"vs_llamacpp_decode,omitempty"`
+	VsLlamaCppTG          float64 `json:"vs_llamacpp_tg,omitempty"`
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -94,8 +107,17 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	vsFlops := fs.Bool("vs-flops", false, "also measure the FMA peak and report prefill's share of it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	noMmap := fs.Bool("no-mmap", false, noMmapHelp)
+	llamaBench := fs.String("vs-llamacpp", "", "path of llama.cpp's llama-bench: also run it on each model, same threads and sizes, and report both (task llamacpp builds one)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
+	}
+	if *llamaBench != "" {
+		bin, err := exec.LookPath(*llamaBench)
+		if err != nil {
+			fmt.Fprintln(stderr, "fastgen bench: --vs-llamacpp:", err)
+			return exitBadInput
+		}
+		*llamaBench = bin
 	}
 	kv := engine.KVOptions{Mode: *kvMode}
 	if *budget != "" {
@@ -199,6 +221,16 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "fastgen bench:", err)
 			return exitFailure
 		}
+		if *llamaBench != "" {
+			// Our engine is closed by now: llama.cpp gets the cores and the
+			// page cache to itself.
+			lc, err := runLlamaBench(context.Background(), *llamaBench, model.SynthesizedPath(dir, shape, dt), r.Threads, *promptN, *decodeN, *reps, ct.String(), *noMmap)
+			if err != nil {
+				fmt.Fprintln(stderr, "fastgen bench:", err)
+				return exitFailure
+			}
+			r.setLlamaCpp(lc)
+		}
 		// The higher of the start-up and the same-minute bandwidth: the
 		// roofline is what the memory can do, not what it did under load.
 		r.BandwidthGBs = max(bw, r.BandwidthNowGBs)
@@ -206,6 +238,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		r.RooflineNowPct = 100 * r.DecodeGBs / r.BandwidthNowGBs
 		r.RooflineKVPct = 100 * r.DecodeTokS * float64(r.WeightBytes+r.KVReadBytes) / 1e9 / r.BandwidthGBs
 		r.TGRooflinePct = 100 * r.TGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
+		r.LlamaCppTGRooflinePct = 100 * r.LlamaCppTGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
 		if peak > 0 {
 			// The higher of the start-up and the after-run peak, as
 			// for the bandwidth.
@@ -223,6 +256,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "  prefill %.1f GFLOP/s = %.1f%% of peak", r.PrefillGFLOPs, r.PrefillPeakPct)
 			}
 			fmt.Fprintln(stdout)
+			if r.LlamaCppBuild != "" {
+				fmt.Fprintf(stdout, "%-6s %-6s %12.1f %12.1f %10s %9s %9s %9s %10.1f %8.1f%%  llama.cpp %s: fastgen ×%.2f prefill, ×%.2f decode, ×%.2f tg\n", "", "llama", r.LlamaCppPrefillTokS,
+					r.LlamaCppDecodeTokS, "", "", "", "", r.LlamaCppTGTokS, r.LlamaCppTGRooflinePct, r.LlamaCppBuild, r.VsLlamaCppPrefill, r.VsLlamaCppDecode, r.VsLlamaCppTG)
+			}
 		}
 	}
 	return exitOK
@@ -378,6 +415,15 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 	r.DecodeGBs = r.DecodeTokS * float64(wb) / 1e9
 	r.RSSBytes = residentBytes()
 	return r, nil
+}
+
+// setLlamaCpp records llama-bench's rates and fastgen's over them.
+func (r *benchJSON) setLlamaCpp(lc llamaCppRates) {
+	r.LlamaCppBuild = lc.Build
+	r.LlamaCppPrefillTokS, r.LlamaCppDecodeTokS, r.LlamaCppTGTokS = lc.Prefill, lc.Decode, lc.TG
+	r.VsLlamaCppPrefill = r.PrefillTokS / lc.Prefill
+	r.VsLlamaCppDecode = r.DecodeTokS / lc.Decode
+	r.VsLlamaCppTG = r.TGTokS / lc.TG
 }
 
 // greedy decodes n tokens, each the argmax of the previous logits.
