@@ -44,6 +44,13 @@ func TestParseLlamaBench(t *testing.T) {
 	if _, ok := pickLlamaBench(tests, 512, 0, 0); ok {
 		t.Error("found a test that was not run")
 	}
+	// The same sizes under other settings (flash attention off and on):
+	// the fastest of all counts.
+	other := tests[2]
+	other.SamplesTS = []float64{430.5, 400}
+	if got, _ := pickLlamaBench(append(tests, other), 0, 16, 64); got != 430.5 {
+		t.Errorf("two tg16 @d64 tests give %v, want the faster 430.5", got)
+	}
 }
 
 func TestParseLlamaBenchBad(t *testing.T) {
@@ -64,8 +71,8 @@ func TestParseLlamaBenchBad(t *testing.T) {
 func TestLlamaBenchArgs(t *testing.T) {
 	got := llamaBenchArgs("m.gguf", 2, 512, 128, 3, "f16", false)
 	want := [][]string{
-		{"-m", "m.gguf", "-t", "2", "-r", "3", "-ctk", "f16", "-ctv", "f16", "-o", "jsonl", "-p", "512", "-n", "128"},
-		{"-m", "m.gguf", "-t", "2", "-r", "3", "-ctk", "f16", "-ctv", "f16", "-o", "jsonl", "-p", "0", "-n", "128", "-d", "512"},
+		{"-m", "m.gguf", "-t", "2", "-r", "3", "-ctk", "f16", "-ctv", "f16", "-fa", "0,1", "-o", "jsonl", "-p", "512", "-n", "128"},
+		{"-m", "m.gguf", "-t", "2", "-r", "3", "-ctk", "f16", "-ctv", "f16", "-fa", "0,1", "-o", "jsonl", "-p", "0", "-n", "128", "-d", "512"},
 	}
 	if !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("args %q, want %q", got, want)
