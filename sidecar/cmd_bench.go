@@ -236,9 +236,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		r.BandwidthGBs = max(bw, r.BandwidthNowGBs)
 		r.RooflinePct = 100 * r.DecodeGBs / r.BandwidthGBs
 		r.RooflineNowPct = 100 * r.DecodeGBs / r.BandwidthNowGBs
-		r.RooflineKVPct = 100 * r.DecodeTokS * float64(r.WeightBytes+r.KVReadBytes) / 1e9 / r.BandwidthGBs
-		r.TGRooflinePct = 100 * r.TGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
-		r.LlamaCppTGRooflinePct = 100 * r.LlamaCppTGTokS * float64(r.WeightBytes) / 1e9 / r.BandwidthGBs
+		// A rate's share of the roofline when each token reads these bytes.
+		pct := func(tokS float64, bytes int64) float64 { return 100 * tokS * float64(bytes) / 1e9 / r.BandwidthGBs }
+		r.RooflineKVPct = pct(r.DecodeTokS, r.WeightBytes+r.KVReadBytes)
+		r.TGRooflinePct = pct(r.TGTokS, r.WeightBytes)
+		r.LlamaCppTGRooflinePct = pct(r.LlamaCppTGTokS, r.WeightBytes)
 		if peak > 0 {
 			// The higher of the start-up and the after-run peak, as
 			// for the bandwidth.
