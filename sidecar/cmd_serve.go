@@ -29,6 +29,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (binding beyond loopback without --api-key prints a warning)")
 	parallel := fs.Int("parallel", 4, "sessions decoding at once (their steps interleave on the compute pool)")
 	queue := fs.Int("queue", 16, "requests that may wait for a slot; beyond it HTTP answers 429 and the WebSocket an error frame with code busy")
+	perConn := fs.Int("max-runs-per-conn", 4, "runs, running or queued, one WebSocket connection may hold at once; more get an error frame with code busy")
 	apiKey := fs.String("api-key", os.Getenv("FASTGEN_API_KEY"), "require this key on every route but /health (default $FASTGEN_API_KEY)")
 	origins := fs.String("allowed-origins", "", "comma-separated extra WebSocket Origin host patterns (the same origin is always allowed)")
 	maxPrompt := fs.Int("max-prompt-tokens", 0, "refuse prompts longer than this (0 = the context length)")
@@ -51,8 +52,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		mf.path = path
 	}
-	if *parallel < 1 || *queue < 0 || *maxPrompt < 0 || *maxTokens < 0 || *maxKV < 0 {
-		fmt.Fprintln(stderr, "fastgen serve: --parallel must be ≥ 1; --queue and the caps ≥ 0")
+	if *parallel < 1 || *perConn < 1 || *queue < 0 || *maxPrompt < 0 || *maxTokens < 0 || *maxKV < 0 {
+		fmt.Fprintln(stderr, "fastgen serve: --parallel and --max-runs-per-conn must be ≥ 1; --queue and the caps ≥ 0")
 		return exitBadInput
 	}
 	var lh slog.Handler = slog.NewTextHandler(stderr, nil)
@@ -71,7 +72,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if q == 0 {
 		q = -1 // server.Config reads 0 as "default"; the flag's 0 means none
 	}
-	srv := server.New(server.Config{Parallel: *parallel, Queue: q, APIKey: *apiKey, AllowedOrigins: allowed,
+	srv := server.New(server.Config{Parallel: *parallel, Queue: q, MaxRunsPerConn: *perConn, APIKey: *apiKey, AllowedOrigins: allowed,
 		MaxPromptTokens: *maxPrompt, MaxTokensCap: *maxTokens, MaxKVBytes: *maxKV, Logger: log})
 
 	// Listen before loading so /health can say 503 while the model loads.

@@ -114,7 +114,7 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 	// queue in a few thousand frames instead of megabytes later. The queue
 	// holds the reading client's whole run (400 frames): a reader slower
 	// than the model may fall that far behind and still keep up.
-	s := New(Config{Parallel: 6, Queue: -1, SendQueue: 1024, DisableWeb: true, Logger: quietLogger()})
+	s := New(Config{Parallel: 6, Queue: -1, MaxRunsPerConn: 4, SendQueue: 1024, DisableWeb: true, Logger: quietLogger()})
 	s.SetEngine(testEngine(t), "stories260K")
 	ts := httptest.NewUnstartedServer(s)
 	ts.Listener = smallBufListener{ts.Listener}
@@ -148,10 +148,10 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 
 	slow := dialWS(t, ts, nil)
 	readFrame(t, slow)
-	// The stalled client never reads again, but keeps up to four compare
-	// runs going until the server cuts it off. Its check of the session
-	// count races with admission and may overshoot by one, so four of six
-	// slots always leaves the other client room.
+	// The stalled client never reads again, but keeps sending compare runs
+	// until the server cuts it off. The per-connection cap holds it to four
+	// of the six slots, whatever the timing, so the other client always
+	// finds room; its refusals fill its send queue sooner.
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -160,9 +160,6 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(5 * time.Millisecond):
-			}
-			if s.sessions.Load() >= 4 {
-				continue
 			}
 			b, _ := shared.Encode(shared.Generate{ID: fmt.Sprint("slow", i), Prompt: "Once upon a time", Compare: true, Temperature: shared.Ptr(0.0)})
 			if slow.Write(context.Background(), websocket.MessageBinary, b) != nil {
@@ -385,7 +382,7 @@ func TestContextOverflowLongChat(t *testing.T) {
 // shutting_down; their last frames reach the client before the connection
 // is closed with 1001 going away.
 func TestShutdownDrains(t *testing.T) {
-	s, ts := newTestServer(t, Config{Parallel: 1})
+	s, ts := newTestServer(t, Config{Parallel: 1, MaxRunsPerConn: 8})
 	c := dialWS(t, ts, nil)
 	readFrame(t, c)
 	const runs = 8

@@ -33,6 +33,10 @@ type Config struct {
 	// Queue requests may wait for a slot beyond Parallel (default 16;
 	// negative = no queue).
 	Queue int
+	// MaxRunsPerConn caps the runs, running or queued, one WebSocket
+	// connection may hold at once (default 4), so a single client cannot
+	// take every slot and the whole queue from the others.
+	MaxRunsPerConn int
 	// APIKey, when set, is required on every route but /health.
 	APIKey string
 	// AllowedOrigins are extra WebSocket Origin host patterns (path.Match
@@ -77,6 +81,9 @@ func (c *Config) defaults() {
 	}
 	if c.Queue < 0 {
 		c.Queue = 0
+	}
+	if c.MaxRunsPerConn <= 0 {
+		c.MaxRunsPerConn = 4
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20

@@ -299,6 +299,13 @@ func (wc *wsConn) start(g *shared.Generate) {
 		wc.sendError(g.ID, badRequest("id", "a request with id %q is already running on this connection", g.ID))
 		return
 	}
+	if n := len(wc.gens); n >= wc.s.cfg.MaxRunsPerConn {
+		wc.mu.Unlock()
+		cancel()
+		wc.s.metrics.requests.WithLabelValues("ws", shared.CodeBusy).Inc()
+		wc.sendError(g.ID, &reqError{Status: 429, Code: shared.CodeBusy, Msg: fmt.Sprintf("this connection already has %d runs, the most one connection may hold (--max-runs-per-conn); wait for one to finish or cancel one", n)})
+		return
+	}
 	wc.gens[g.ID] = cancel
 	wc.mu.Unlock()
 	wc.wg.Add(1)

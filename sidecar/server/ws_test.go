@@ -326,6 +326,61 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// TestWSRunsPerConn: one connection holds at most MaxRunsPerConn runs,
+// queued ones included; the next is refused at once while another
+// connection is still admitted, and a finished run frees its place.
+func TestWSRunsPerConn(t *testing.T) {
+	s, ts := newTestServer(t, Config{Parallel: 1, Queue: 8, MaxRunsPerConn: 2})
+	hold, err := s.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold()
+	gen := func(id string) shared.Generate {
+		return shared.Generate{ID: id, Prompt: "hi", MaxTokens: 1, Temperature: shared.Ptr(0.0)}
+	}
+	c := dialWS(t, ts, nil)
+	readFrame(t, c)
+	writeFrame(t, c, gen("a"))
+	writeFrame(t, c, gen("b"))
+	waitFor(t, "two queued runs", 2*time.Second, func() bool { return s.waiting.Load() == 2 })
+	writeFrame(t, c, gen("c"))
+	if e, ok := readFrame(t, c).(*shared.Error); !ok || e.Code != shared.CodeBusy || e.ID != "c" || !strings.Contains(e.Message, "max-runs-per-conn") {
+		t.Fatalf("third run on one connection: want a busy error frame naming the cap, got %#v", e)
+	}
+	other := dialWS(t, ts, nil)
+	readFrame(t, other)
+	writeFrame(t, other, gen("d"))
+	waitFor(t, "the other connection's run to queue", 2*time.Second, func() bool { return s.waiting.Load() == 3 })
+
+	writeFrame(t, c, shared.Cancel{ID: "a"})
+	if d, ok := readFrame(t, c).(*shared.Done); !ok || d.ID != "a" || d.FinishReason != shared.FinishCancelled {
+		t.Fatalf("want a's cancelled done, got %#v", d)
+	}
+	writeFrame(t, c, gen("e"))
+	waitFor(t, "the freed place to be taken", 2*time.Second, func() bool { return s.waiting.Load() == 3 })
+	hold()
+	for _, conn := range []struct {
+		c   *websocket.Conn
+		ids []string
+	}{{c, []string{"b", "e"}}, {other, []string{"d"}}} {
+		done := map[string]bool{}
+		for len(done) < len(conn.ids) {
+			switch f := readFrame(t, conn.c).(type) {
+			case *shared.Error:
+				t.Fatalf("error frame: %#v", f)
+			case *shared.Done:
+				done[f.ID] = true
+			}
+		}
+		for _, id := range conn.ids {
+			if !done[id] {
+				t.Errorf("run %q did not finish (finished: %v)", id, done)
+			}
+		}
+	}
+}
+
 func TestWSLimits(t *testing.T) {
 	long := strings.Repeat("Once upon a time ", 60)
 	cases := []struct {
