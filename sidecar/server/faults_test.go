@@ -36,7 +36,8 @@ func idle(t *testing.T, s *Server, d time.Duration) {
 // decode, and a compare run — by cancel frame and by disconnect. Each
 // interrupted run must stop (far short of its max_tokens), end with
 // "cancelled" when the connection survives, and give back its slot, its KV
-// blocks and its goroutines within a second or two.
+// blocks and its goroutines promptly (the time is logged; the limit is
+// generous because CI machines stall).
 func TestWSFaultsDuringRun(t *testing.T) {
 	for _, stage := range []string{"prefill", "decode", "compare"} {
 		for _, how := range []string{"cancel", "disconnect"} {
@@ -96,7 +97,7 @@ func TestWSFaultsDuringRun(t *testing.T) {
 						t.Fatal("no pong after a cancel")
 					}
 				}
-				idle(t, s, 2*time.Second)
+				idle(t, s, 10*time.Second)
 				t.Logf("idle %v after the %s", time.Since(start), how)
 				c.CloseNow()
 				ts.CloseClientConnections()
@@ -405,7 +406,7 @@ func TestShutdownDrains(t *testing.T) {
 		defer cancel()
 		done <- s.Shutdown(ctx)
 	}()
-	waitFor(t, "draining", time.Second, s.draining.Load)
+	waitFor(t, "draining", 10*time.Second, s.draining.Load)
 	resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"a"}`))
 	if err != nil {
 		t.Fatal(err)

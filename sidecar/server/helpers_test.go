@@ -131,7 +131,7 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 func settle(t testing.TB, base int) {
 	t.Helper()
 	http.DefaultClient.CloseIdleConnections()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)

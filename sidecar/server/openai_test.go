@@ -240,7 +240,7 @@ func TestHTTPDisconnectCancels(t *testing.T) {
 	}
 	cancel()
 	resp.Body.Close()
-	waitFor(t, "the session to end", 2*time.Second, func() bool { return s.sessions.Load() == 0 })
+	waitFor(t, "the session to end", 10*time.Second, func() bool { return s.sessions.Load() == 0 })
 	if b := s.Engine().KVPool.InUseBytes(); b != 0 {
 		t.Fatalf("KV pool in use: %d", b)
 	}

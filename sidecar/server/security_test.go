@@ -203,7 +203,9 @@ func TestHeaderAndBodyLimits(t *testing.T) {
 // frame, later ones are dropped, the connection recovers as the bucket
 // refills, and a flood that does not stop closes it with 1008.
 func TestWSControlRateLimit(t *testing.T) {
-	_, ts := newTestServer(t, Config{ControlRate: 20, ControlBurst: 10, MaxControlDrops: 50})
+	// A slow refill (one token per 500 ms), so a CI machine that stalls
+	// while the flood is read cannot refill the bucket mid-flood.
+	_, ts := newTestServer(t, Config{ControlRate: 2, ControlBurst: 10, MaxControlDrops: 50})
 	c := dialWS(t, ts, nil)
 	readFrame(t, c)
 	for range 30 {
@@ -244,7 +246,7 @@ func TestWSControlRateLimit(t *testing.T) {
 			notFound++
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(600 * time.Millisecond)
 	writeFrame(t, c2, shared.Ping{})
 	for {
 		if _, ok := readFrame(t, c2).(*shared.Pong); ok {

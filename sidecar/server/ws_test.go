@@ -216,7 +216,7 @@ func TestWSCancelAndDisconnect(t *testing.T) {
 			} else {
 				c.CloseNow()
 			}
-			waitFor(t, "the session to end", 2*time.Second, func() bool { return s.sessions.Load() == 0 })
+			waitFor(t, "the session to end", 10*time.Second, func() bool { return s.sessions.Load() == 0 })
 			t.Logf("%s: session ended %v after the request", how, time.Since(start))
 			if b := e.KVPool.InUseBytes(); b != 0 {
 				t.Fatalf("KV pool still holds %d bytes in use", b)
@@ -295,7 +295,7 @@ func TestBusy(t *testing.T) {
 		}
 		queued <- rel
 	}()
-	waitFor(t, "the queue to fill", 2*time.Second, func() bool { return s.waiting.Load() == 1 })
+	waitFor(t, "the queue to fill", 10*time.Second, func() bool { return s.waiting.Load() == 1 })
 
 	resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"hi","max_tokens":1}`))
 	if err != nil {
@@ -343,7 +343,7 @@ func TestWSRunsPerConn(t *testing.T) {
 	readFrame(t, c)
 	writeFrame(t, c, gen("a"))
 	writeFrame(t, c, gen("b"))
-	waitFor(t, "two queued runs", 2*time.Second, func() bool { return s.waiting.Load() == 2 })
+	waitFor(t, "two queued runs", 10*time.Second, func() bool { return s.waiting.Load() == 2 })
 	writeFrame(t, c, gen("c"))
 	if e, ok := readFrame(t, c).(*shared.Error); !ok || e.Code != shared.CodeBusy || e.ID != "c" || !strings.Contains(e.Message, "max-runs-per-conn") {
 		t.Fatalf("third run on one connection: want a busy error frame naming the cap, got %#v", e)
@@ -351,14 +351,14 @@ func TestWSRunsPerConn(t *testing.T) {
 	other := dialWS(t, ts, nil)
 	readFrame(t, other)
 	writeFrame(t, other, gen("d"))
-	waitFor(t, "the other connection's run to queue", 2*time.Second, func() bool { return s.waiting.Load() == 3 })
+	waitFor(t, "the other connection's run to queue", 10*time.Second, func() bool { return s.waiting.Load() == 3 })
 
 	writeFrame(t, c, shared.Cancel{ID: "a"})
 	if d, ok := readFrame(t, c).(*shared.Done); !ok || d.ID != "a" || d.FinishReason != shared.FinishCancelled {
 		t.Fatalf("want a's cancelled done, got %#v", d)
 	}
 	writeFrame(t, c, gen("e"))
-	waitFor(t, "the freed place to be taken", 2*time.Second, func() bool { return s.waiting.Load() == 3 })
+	waitFor(t, "the freed place to be taken", 10*time.Second, func() bool { return s.waiting.Load() == 3 })
 	hold()
 	for _, conn := range []struct {
 		c   *websocket.Conn
