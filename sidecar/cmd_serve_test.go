@@ -23,6 +23,7 @@ func TestServeFlagErrors(t *testing.T) {
 	}{
 		{"no model, offline", []string{"serve"}, []string{"--model", "FASTGEN_MODEL", "fastgen pull " + DefaultModel, "cannot reach"}},
 		{"bad parallel", []string{"serve", "--model", "x.gguf", "--parallel", "0"}, []string{"--parallel"}},
+		{"bad runs per connection", []string{"serve", "--model", "x.gguf", "--max-runs-per-conn", "0"}, []string{"--max-runs-per-conn"}},
 		{"stray argument", []string{"serve", "--model", "x.gguf", "extra"}, []string{"unexpected argument"}},
 	}
 	for _, tc := range cases {
