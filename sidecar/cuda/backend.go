@@ -339,7 +339,6 @@ func i32Ptr(s []int32) unsafe.Pointer   { return unsafe.Pointer(unsafe.SliceData
 type dmat struct {
 	ptr             cu.DevicePtr
 	typ, rows, cols int
-	owned           bool
 }
 
 type dlayer struct {

@@ -135,6 +135,12 @@ func TestSlabsFreeWhatIsEvicted(t *testing.T) {
 	if got, max := p.bytes(), uint64(10+8+2*8)*64; got > max {
 		t.Fatalf("pool holds %d bytes after freeing 90 of 100 blocks, want ≤ %d", got, max)
 	}
+	if err := p.put(held); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.inUseBytes(); got != 0 {
+		t.Fatalf("in use %d bytes after freeing every block", got)
+	}
 	if err := p.close(); err != nil || len(live) != 0 {
 		t.Fatalf("close left %d slabs (%v)", len(live), err)
 	}

@@ -352,7 +352,7 @@ func toValue(x any) (Value, error) {
 	if elem, ok := sliceElem(x); ok {
 		return Value{Type: TypeArray, Elem: elem, V: x}, nil
 	}
-	return Value{}, fmt.Errorf("Go type %T has no GGUF equivalent", x)
+	return Value{}, fmt.Errorf("gguf: Go type %T has no GGUF equivalent", x)
 }
 
 // scalarType gives the value type of the Go scalars a Value may hold.

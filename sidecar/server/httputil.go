@@ -144,13 +144,3 @@ func (f *stopFilter) add(text string) string {
 	f.pending = f.pending[len(f.pending)-hold:]
 	return out
 }
-
-// flush releases what was held when generation ends without a stop.
-func (f *stopFilter) flush() string {
-	if f.stopped {
-		return ""
-	}
-	out := f.pending
-	f.pending = ""
-	return out
-}
