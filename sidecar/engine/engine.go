@@ -105,6 +105,9 @@ func DefaultKV() KVOptions { return KVOptions{Mode: kvcache.ModeFastGen, FastGen
 
 // Validate reports a bad mode, option or missing budget.
 func (k KVOptions) Validate() error {
+	if err := kvcache.CheckMode(k.Mode); err != nil {
+		return err
+	}
 	switch k.Mode {
 	case kvcache.ModeFull:
 		return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fastgen/fastgen/sidecar/fastgen"
@@ -265,5 +266,37 @@ func TestStopSequence(t *testing.T) {
 	}
 	if r := res[0]; r.FinishReason != FinishStop || r.Text != ", there was a " {
 		t.Errorf("finish %q text %q, want stop before \"little girl\"", r.FinishReason, r.Text)
+	}
+}
+
+// TestKVOptionsValidate: a mode that does not exist is named as such, not
+// asked for a budget; baselines need one; fastgen checks its own options.
+func TestKVOptionsValidate(t *testing.T) {
+	badT := DefaultKV()
+	badT.FastGen.Threshold = 2
+	cases := []struct {
+		name string
+		kv   KVOptions
+		want string // "" = valid
+	}{
+		{"full", KVOptions{Mode: kvcache.ModeFull}, ""},
+		{"fastgen", DefaultKV(), ""},
+		{"fastgen, bad threshold", badT, "threshold"},
+		{"unknown mode", KVOptions{Mode: "bogus"}, `unknown KV cache mode "bogus"`},
+		{"unknown mode with a budget", KVOptions{Mode: "bogus", Budget: kvcache.Budget{Tokens: 8}}, "unknown KV cache mode"},
+		{"baseline without budget", KVOptions{Mode: kvcache.ModeLocal}, "needs a budget"},
+		{"baseline, ratio", KVOptions{Mode: kvcache.ModeH2O, Budget: kvcache.Budget{Ratio: 0.5}}, ""},
+		{"baseline, tokens", KVOptions{Mode: kvcache.ModeStreaming, Budget: kvcache.Budget{Tokens: 64}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.kv.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package kvcache
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -122,6 +123,14 @@ const (
 // Modes lists every cache mode in a stable order.
 var Modes = []string{ModeFull, ModeFastGen, ModeLocal, ModeFrequent, ModeH2O, ModeStreaming, ModeRandom}
 
+// CheckMode reports a mode that is not one of Modes.
+func CheckMode(mode string) error {
+	if slices.Contains(Modes, mode) {
+		return nil
+	}
+	return fmt.Errorf("unknown KV cache mode %q (want one of %s)", mode, strings.Join(Modes, ", "))
+}
+
 // StreamingSinks is StreamingLLM's number of attention-sink tokens.
 const StreamingSinks = 4
 
@@ -151,7 +160,10 @@ func BaselinePolicy(mode string, budget Budget) (Policy, error) {
 	case ModeRandom:
 		return Policy{Keep: Random, Random: budget}, nil
 	}
-	return Policy{}, fmt.Errorf("unknown KV cache mode %q (want one of %s)", mode, strings.Join(Modes, ", "))
+	if err := CheckMode(mode); err != nil {
+		return Policy{}, err
+	}
+	return Policy{}, fmt.Errorf("mode %q has no fixed policy", mode) // fastgen chooses per head
 }
 
 // ParseBudget reads a budget: a ratio in (0, 1] ("0.5") or a token count ("256").
