@@ -140,6 +140,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fastgen bench: --prompt, --decode and --reps must be ≥ 1")
 		return exitBadInput
 	}
+	if *threads < 0 || *kvBlock < 1 {
+		fmt.Fprintln(stderr, "fastgen bench: --threads must be ≥ 0 (0 = all cores) and --kv-block ≥ 1")
+		return exitBadInput
+	}
 	ct, err := kvcache.ParseDType(*cacheType)
 	if err != nil {
 		fmt.Fprintln(stderr, "fastgen bench:", err)

@@ -22,6 +22,8 @@ func TestBenchBadInput(t *testing.T) {
 		{"unknown cache type", []string{"--cache-type", "q8"}, "q8"},
 		{"no run possible", []string{"--shape", "15M", "--dtype", "q4_k,q6_k"}, "no shape and type given can be benchmarked"},
 		{"zero prompt", []string{"--prompt", "0"}, "--prompt, --decode and --reps must be ≥ 1"},
+		{"negative threads", []string{"--threads", "-1"}, "--threads must be ≥ 0"},
+		{"zero kv block", []string{"--kv-block", "0"}, "--kv-block ≥ 1"},
 		{"bad threshold", []string{"--kv", "fastgen", "--threshold", "1.5"}, "threshold"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/fastgen/fastgen/sidecar/convert"
 	"github.com/fastgen/fastgen/sidecar/model"
@@ -30,7 +32,7 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := convert.Llama2c(pos[0], *tok, *out); err != nil {
 		fmt.Fprintln(stderr, "fastgen convert:", err)
-		if model.IsBadModel(err) {
+		if model.IsBadModel(err) || errors.Is(err, os.ErrNotExist) {
 			return exitBadInput
 		}
 		return exitFailure

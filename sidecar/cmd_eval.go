@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,6 +65,10 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		return exitBadInput
 	}
 	ps, err := eval.LoadPrompts(*prompts)
+	if errors.Is(err, os.ErrNotExist) && !flagSet(fs, "prompts") {
+		// The default is the repository's own prompt set, a relative path.
+		err = fmt.Errorf("%w (the default prompt set is read relative to the repository root: run from there or pass --prompts FILE)", err)
+	}
 	if err == nil && *conts != "" {
 		err = eval.LoadContinuations(*conts, ps)
 	}

@@ -139,6 +139,7 @@ func TestBadModelFiles(t *testing.T) {
 		{"unsupported architecture", gpt2Path, "unsupported architecture"},
 		{"missing tokenizer", noTokPath, "missing tokenizer"},
 		{"llama2c without tokenizer", binPath, "missing tokenizer"},
+		{"missing checkpoint", filepath.Join(binDir, "nope.bin"), "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -148,6 +149,15 @@ func TestBadModelFiles(t *testing.T) {
 			}
 			if msg := errb.String(); !strings.Contains(msg, tc.want) || strings.Count(strings.TrimSpace(msg), "\n") > 0 {
 				t.Errorf("stderr %q: want one line mentioning %q", msg, tc.want)
+			}
+			if !strings.HasSuffix(tc.path, ".bin") {
+				return
+			}
+			// convert reads checkpoints the same way and exits the same.
+			errb.Reset()
+			st = dispatch([]string{"convert", "llama2c", tc.path, "--tokenizer", filepath.Join(dir, "nope.bin"), "-o", filepath.Join(t.TempDir(), "out.gguf")}, &out, &errb)
+			if st != exitBadInput {
+				t.Errorf("convert: exit %d, want %d; stderr: %s", st, exitBadInput, errb.String())
 			}
 		})
 	}
