@@ -351,7 +351,6 @@ type devModel struct {
 	embed, output dmat
 	outNorm       cu.DevicePtr
 	layers        []dlayer
-	invFreq       []float64
 	ptrs          []cu.DevicePtr
 }
 
@@ -402,7 +401,7 @@ func (b *Backend) weights(m *model.Model) (*devModel, error) {
 		return nil, err
 	}
 	defer hw.closer.Close()
-	dm := &devModel{invFreq: hw.invFreq}
+	dm := &devModel{}
 	fail := func(err error) (*devModel, error) {
 		dm.free()
 		return nil, err

@@ -236,7 +236,7 @@ func (r *runner) Forward(cache *kvcache.Cache, b model.Batch) ([]float32, error)
 		r.tokH = append(r.tokH, int32(t))
 	}
 	r.cosH, r.sinH = sized(r.cosH, n*half), sized(r.sinH, n*half)
-	ropeTables(r.w.invFreq, cache.Len(), n, r.cosH, r.sinH)
+	r.m.RopeTables(cache.Len(), n, r.cosH, r.sinH)
 	for _, u := range []struct {
 		d cu.DevicePtr
 		p unsafe.Pointer

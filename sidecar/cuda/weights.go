@@ -3,8 +3,6 @@ package cuda
 import (
 	"fmt"
 	"io"
-	"math"
-	"unsafe"
 
 	"github.com/fastgen/fastgen/sidecar/gguf"
 	"github.com/fastgen/fastgen/sidecar/llama2c"
@@ -20,7 +18,6 @@ type hostWeights struct {
 	embed, output *tensor.Matrix
 	outNorm       []float32
 	layers        []hostLayer
-	invFreq       []float64
 	closer        io.Closer
 }
 
@@ -34,14 +31,10 @@ type hostLayer struct {
 func openWeights(m *model.Model) (*hostWeights, error) {
 	var (
 		src    func(string) (*tensor.Matrix, bool)
-		freqs  []float32
 		closer io.Closer
 	)
 	if f, err := gguf.Open(m.Path); err == nil {
 		closer = f
-		if t, ok := f.Tensor("rope_freqs.weight"); ok && t.Type == tensor.F32 {
-			freqs = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(t.Data))), len(t.Data)/4)
-		}
 		src = func(name string) (*tensor.Matrix, bool) {
 			if _, ok := f.Tensor(name); !ok {
 				return nil, false
@@ -56,7 +49,7 @@ func openWeights(m *model.Model) (*hostWeights, error) {
 		}
 		closer, src = ck, ck.Tensor
 	}
-	w, err := weightsFrom(m.Config, src, freqs)
+	w, err := weightsFrom(m.Config, src)
 	if err != nil {
 		closer.Close()
 		return nil, err
@@ -65,7 +58,7 @@ func openWeights(m *model.Model) (*hostWeights, error) {
 	return w, nil
 }
 
-func weightsFrom(c model.Config, src func(string) (*tensor.Matrix, bool), freqs []float32) (*hostWeights, error) {
+func weightsFrom(c model.Config, src func(string) (*tensor.Matrix, bool)) (*hostWeights, error) {
 	var missing error
 	mat := func(name string) *tensor.Matrix {
 		m, ok := src(name)
@@ -104,7 +97,6 @@ func weightsFrom(c model.Config, src func(string) (*tensor.Matrix, bool), freqs 
 	if missing != nil {
 		return nil, missing
 	}
-	w.invFreq = invFreq(c, freqs)
 	return w, nil
 }
 
@@ -115,31 +107,4 @@ func supported(t tensor.DType) bool {
 		return true
 	}
 	return false
-}
-
-// invFreq is model.build's rotation frequency of each pair.
-func invFreq(c model.Config, freqs []float32) []float64 {
-	half := c.RopeDim / 2
-	out := make([]float64, half)
-	for i := range out {
-		f := math.Pow(c.RopeBase, -float64(2*i)/float64(c.RopeDim)) / c.RopeScale
-		if len(freqs) == half {
-			f /= float64(freqs[i])
-		}
-		out[i] = f
-	}
-	return out
-}
-
-// ropeTables writes cos and sin of every (token, pair) for n tokens from
-// position start, as the CPU forward pass computes them (float64 Sincos).
-func ropeTables(inv []float64, start, n int, cos, sin []float32) {
-	half := len(inv)
-	for i := 0; i < n; i++ {
-		pos := float64(start + i)
-		for j, f := range inv {
-			s, c := math.Sincos(pos * f)
-			cos[i*half+j], sin[i*half+j] = float32(c), float32(s)
-		}
-	}
 }

@@ -302,13 +302,19 @@ func (t *rowTask) Run(_, lo, hi int) {
 
 // ropeTables computes cos and sin of every (token, pair) of the batch, once
 // per batch rather than once per head.
-func (s *State) ropeTables(start, n int) {
-	half := s.m.Config.RopeDim / 2
+func (s *State) ropeTables(start, n int) { s.m.RopeTables(start, n, s.cos, s.sin) }
+
+// RopeTables writes cos and sin of every (token, rotated pair) for n tokens
+// from position start, RopeDim/2 values per token: the one definition of
+// the rotation angles, shared by every backend so that they agree to the
+// bit (float64 angles, rounded once).
+func (m *Model) RopeTables(start, n int, cos, sin []float32) {
+	half := len(m.invFreq)
 	for i := 0; i < n; i++ {
 		pos := float64(start + i)
-		for j, f := range s.m.invFreq {
+		for j, f := range m.invFreq {
 			sn, cs := math.Sincos(pos * f)
-			s.cos[i*half+j], s.sin[i*half+j] = float32(cs), float32(sn)
+			cos[i*half+j], sin[i*half+j] = float32(cs), float32(sn)
 		}
 	}
 }

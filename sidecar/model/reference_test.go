@@ -213,3 +213,36 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 		})
 	}
 }
+
+// TestRopeTables: the rotation angles every backend takes (Model.RopeTables)
+// are pos·base^(−2j/d), rounded once from float64, at small and far
+// positions.
+func TestRopeTables(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := Synthesize(path, Shape{Name: "tiny", Dim: 64, Hidden: 128, Layers: 1, Heads: 2, KVHeads: 2, Vocab: 300, Ctx: 64}, tensor.F32, 1); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c := m.Config
+	half := c.RopeDim / 2
+	for _, start := range []int{0, 1, 4093} {
+		const n = 3
+		cos, sin := make([]float32, n*half), make([]float32, n*half)
+		m.RopeTables(start, n, cos, sin)
+		for i := range n {
+			for j := range half {
+				a := float64(start+i) * math.Pow(c.RopeBase, -float64(2*j)/float64(c.RopeDim)) / c.RopeScale
+				if got, want := cos[i*half+j], float32(math.Cos(a)); math.Abs(float64(got-want)) > 1e-7 {
+					t.Fatalf("position %d pair %d: cos %g, want %g", start+i, j, got, want)
+				}
+				if got, want := sin[i*half+j], float32(math.Sin(a)); math.Abs(float64(got-want)) > 1e-7 {
+					t.Fatalf("position %d pair %d: sin %g, want %g", start+i, j, got, want)
+				}
+			}
+		}
+	}
+}
