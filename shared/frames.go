@@ -134,16 +134,16 @@ type Message struct {
 // KV selects the cache mode of a request. Zero values mean the server's
 // defaults, so a bare {"mode":"fastgen"} is a complete request.
 type KV struct {
-	Mode string `msgpack:"mode,omitempty"`
+	Mode string `msgpack:"mode,omitempty" json:"mode,omitempty"`
 	// Threshold is FastGen's recovery threshold T; nil means DefaultThreshold.
-	Threshold *float64 `msgpack:"threshold,omitempty"`
+	Threshold *float64 `msgpack:"threshold,omitempty" json:"threshold,omitempty"`
 	// Budget is the share of the current length each head of a fixed
 	// baseline keeps, in (0,1]; 0 lets the server pick it (for comparisons it
 	// matches the FastGen run's realised pruned ratio).
-	Budget float64 `msgpack:"budget,omitempty"`
+	Budget float64 `msgpack:"budget,omitempty" json:"budget,omitempty"`
 	// LocalRatio and FrequentRatio are r_l and r_f; 0 means the paper's 0.3.
-	LocalRatio    float64 `msgpack:"local_ratio,omitempty"`
-	FrequentRatio float64 `msgpack:"frequent_ratio,omitempty"`
+	LocalRatio    float64 `msgpack:"local_ratio,omitempty" json:"local_ratio,omitempty"`
+	FrequentRatio float64 `msgpack:"frequent_ratio,omitempty" json:"frequent_ratio,omitempty"`
 }
 
 // Generate starts one request. Exactly one of Prompt and Messages is set.

@@ -24,7 +24,9 @@ func (e *ValidationError) Error() string {
 	return "shared: invalid generate: " + e.Field + ": " + e.Problem
 }
 
-func invalid(field, format string, args ...any) error {
+func invalid(field, format string, args ...any) error { return problem(field, format, args...) }
+
+func problem(field, format string, args ...any) *ValidationError {
 	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
@@ -66,21 +68,8 @@ func (g *Generate) Validate() error {
 	}
 	mode := g.Mode()
 	if g.KV != nil {
-		kv := g.KV
-		if !slices.Contains(KVModes, mode) {
-			return invalid("kv.mode", "unknown mode %q", kv.Mode)
-		}
-		if t := kv.Threshold; t != nil && (!finite(*t) || *t < 0 || *t > 1) {
-			return invalid("kv.threshold", "must be in [0,1]")
-		}
-		if !finite(kv.Budget) || kv.Budget < 0 || kv.Budget > 1 {
-			return invalid("kv.budget", "must be in (0,1], or 0 for the default")
-		}
-		if !finite(kv.LocalRatio) || kv.LocalRatio < 0 || kv.LocalRatio > 1 {
-			return invalid("kv.local_ratio", "must be in [0,1]")
-		}
-		if !finite(kv.FrequentRatio) || kv.FrequentRatio < 0 || kv.FrequentRatio > 1 {
-			return invalid("kv.frequent_ratio", "must be in [0,1]")
+		if e := g.KV.check(); e != nil {
+			return invalid("kv."+e.Field, "%s", e.Problem)
 		}
 	}
 	if g.CompareWith != "" {
@@ -95,6 +84,39 @@ func (g *Generate) Validate() error {
 }
 
 // Mode is the request's KV mode with the default applied.
+// Validate checks a cache selection (a generate frame's kv, or the OpenAI
+// API's kv_compression); a problem is a *ValidationError whose field is
+// named relative to the selection ("budget").
+func (kv *KV) Validate() error {
+	if e := kv.check(); e != nil {
+		return e
+	}
+	return nil
+}
+
+func (kv *KV) check() *ValidationError {
+	mode := kv.Mode
+	if mode == "" {
+		mode = ModeFastGen
+	}
+	if !slices.Contains(KVModes, mode) {
+		return problem("mode", "unknown mode %q", kv.Mode)
+	}
+	if t := kv.Threshold; t != nil && (!finite(*t) || *t < 0 || *t > 1) {
+		return problem("threshold", "must be in [0,1]")
+	}
+	if !finite(kv.Budget) || kv.Budget < 0 || kv.Budget > 1 {
+		return problem("budget", "must be in (0,1], or 0 for the default")
+	}
+	if !finite(kv.LocalRatio) || kv.LocalRatio < 0 || kv.LocalRatio > 1 {
+		return problem("local_ratio", "must be in [0,1]")
+	}
+	if !finite(kv.FrequentRatio) || kv.FrequentRatio < 0 || kv.FrequentRatio > 1 {
+		return problem("frequent_ratio", "must be in [0,1]")
+	}
+	return nil
+}
+
 func (g *Generate) Mode() string {
 	if g.KV == nil || g.KV.Mode == "" {
 		return ModeFastGen

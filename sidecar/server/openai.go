@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fastgen/fastgen/shared"
 	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
@@ -36,18 +38,10 @@ type oaRequest struct {
 	Logprobs      json.RawMessage `json:"logprobs"`
 	TopLogprobs   *int            `json:"top_logprobs"`
 	N             *int            `json:"n"`
-	KVCompression *oaKV           `json:"kv_compression"`
+	KVCompression *shared.KV      `json:"kv_compression"`
 }
 
 // oaKV is the opt-in cache selection, fastgen's one extension to the API.
-type oaKV struct {
-	Mode          string   `json:"mode"`
-	Threshold     *float64 `json:"threshold"`
-	Budget        float64  `json:"budget"`
-	LocalRatio    float64  `json:"local_ratio"`
-	FrequentRatio float64  `json:"frequent_ratio"`
-}
-
 type oaMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
@@ -147,28 +141,15 @@ func (s *Server) toEngine(o *oaRequest, chat bool) (engine.Request, bool, *reqEr
 	// model's exact output.
 	req.KV = engine.KVOptions{Mode: kvcache.ModeFull, FastGen: fastgen.Defaults()}
 	if k := o.KVCompression; k != nil {
+		var ve *shared.ValidationError
+		if errors.As(k.Validate(), &ve) {
+			return req, false, badRequest("kv_compression", "kv_compression.%s: %s", ve.Field, ve.Problem)
+		}
 		mode := k.Mode
 		if mode == "" {
 			mode = kvcache.ModeFastGen
 		}
-		kv := engine.DefaultKV()
-		kv.Mode, kv.Seed = mode, req.Sampler.Seed
-		if k.Threshold != nil {
-			kv.FastGen.Threshold = *k.Threshold
-		}
-		if k.LocalRatio > 0 {
-			kv.FastGen.RLocal = k.LocalRatio
-		}
-		if k.FrequentRatio > 0 {
-			kv.FastGen.RFreq = k.FrequentRatio
-		}
-		if mode != kvcache.ModeFull && mode != kvcache.ModeFastGen {
-			b := k.Budget
-			if b == 0 {
-				b = defaultBaselineBudget
-			}
-			kv.Budget = kvcache.Budget{Ratio: b}
-		}
+		kv := kvOptions(mode, k, req.Sampler.Seed)
 		if err := kv.Validate(); err != nil {
 			return req, false, badRequest("kv_compression", "%v", err)
 		}

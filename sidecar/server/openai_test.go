@@ -174,6 +174,8 @@ func TestOpenAIErrorsAndExtensions(t *testing.T) {
 		{"n", "/v1/completions", `{"prompt":"a","n":2}`, 400, "n"},
 		{"cap", "/v1/completions", `{"prompt":"a","max_tokens":101}`, 400, "max_tokens"},
 		{"kv mode", "/v1/completions", `{"prompt":"a","kv_compression":{"mode":"zip"}}`, 400, "kv_compression"},
+		{"kv budget", "/v1/completions", `{"prompt":"a","kv_compression":{"mode":"h2o","budget":2}}`, 400, "kv_compression"},
+		{"kv local ratio", "/v1/completions", `{"prompt":"a","kv_compression":{"local_ratio":-1}}`, 400, "kv_compression"},
 		{"too large", "/v1/completions", `{"prompt":"` + strings.Repeat("a", 5000) + `"}`, 413, ""},
 		{"unknown fields ignored", "/v1/completions", `{"prompt":"a","max_tokens":2,"frobnicate":{"x":1},"user":"u"}`, 200, ""},
 	}
