@@ -9,6 +9,9 @@ import (
 	"github.com/fastgen/fastgen/sidecar/model"
 )
 
+// devices are the compute devices this build can use.
+const devices = "cpu"
+
 // deviceHelp documents --device in this build.
 const deviceHelp = "compute device: cpu (this binary was built without CUDA; task build:cuda builds one with it)"
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/version"
 )
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +38,7 @@ func (s *Server) handleProps(w http.ResponseWriter, r *http.Request) {
 		"chat_template": e.Tok.Vocab().ChatTemplate,
 		"bos_token":     e.Tok.Piece(e.Tok.BOS()),
 		"eos_token":     e.Tok.Piece(e.Tok.EOS()),
-		"build_info":    "fastgen",
+		"build_info":    version.Get().String(),
 		"modalities":    map[string]bool{"vision": false, "audio": false},
 		"fastgen": map[string]any{"parallel": s.cfg.Parallel, "queue": s.cfg.Queue,
 			"max_prompt_tokens": s.cfg.MaxPromptTokens, "max_tokens_cap": s.cfg.MaxTokensCap, "max_kv_bytes": s.cfg.MaxKVBytes,
