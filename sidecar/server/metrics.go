@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/fastgen/fastgen/sidecar/engine"
 	"github.com/fastgen/fastgen/sidecar/fastgen"
 	"github.com/fastgen/fastgen/sidecar/kvcache"
+	"github.com/fastgen/fastgen/sidecar/version"
 )
 
 // metrics live in a registry per Server (not the global one) so tests and
@@ -73,6 +75,13 @@ func newMetrics(s *Server) *metrics {
 		Help: "Memory held by the KV block pool, in use or free."}, pool((*kvcache.Pool).Bytes)))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fastgen_kv_pool_in_use_bytes",
 		Help: "Memory of KV blocks held by live sessions."}, pool((*kvcache.Pool).InUseBytes)))
+	// The usual build-info gauge: constant 1, the build in its labels, so a
+	// dashboard can tell which build served what.
+	v := version.Get()
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fastgen_build_info",
+		Help:        "The running build (constant 1): commit, modified tree, Go version.",
+		ConstLabels: prometheus.Labels{"revision": v.Revision, "modified": fmt.Sprint(v.Modified), "goversion": v.Go}},
+		func() float64 { return 1 }))
 	// Pre-create label values so dashboards see zeros, not gaps.
 	for _, p := range fastgen.PolicyNames {
 		m.heads.WithLabelValues(p)

@@ -322,7 +322,8 @@ func TestAuthAndOps(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, m := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "fastgen_kv_pool_bytes", "fastgen_kv_pool_in_use_bytes",
-		"fastgen_queue_depth", "fastgen_sessions_active", "fastgen_ttft_seconds", "fastgen_heads_total", "fastgen_requests_total"} {
+		"fastgen_queue_depth", "fastgen_sessions_active", "fastgen_ttft_seconds", "fastgen_heads_total", "fastgen_requests_total",
+		`fastgen_build_info{goversion="go1.`} {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
