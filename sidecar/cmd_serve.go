@@ -31,7 +31,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	queue := fs.Int("queue", 16, "requests that may wait for a slot; beyond it HTTP answers 429 and the WebSocket an error frame with code busy")
 	perConn := fs.Int("max-runs-per-conn", 4, "runs, running or queued, one WebSocket connection may hold at once; more get an error frame with code busy")
 	apiKey := fs.String("api-key", os.Getenv("FASTGEN_API_KEY"), "require this key on every route but /health (default $FASTGEN_API_KEY)")
-	origins := fs.String("allowed-origins", "", "comma-separated extra WebSocket Origin host patterns (the same origin is always allowed)")
+	origins := fs.String("allowed-origins", "", "comma-separated Origin host patterns whose pages may open the WebSocket and call the HTTP API (CORS); the same origin is always allowed, other pages get 403")
 	maxPrompt := fs.Int("max-prompt-tokens", 0, "refuse prompts longer than this (0 = the context length)")
 	maxTokens := fs.Int("max-tokens-cap", 0, "refuse max_tokens above this; also the default when a request gives none (0 = the context length)")
 	maxKV := fs.Int64("max-kv-bytes", 0, "refuse requests whose uncompressed KV cache could exceed this many bytes (0 = no cap)")

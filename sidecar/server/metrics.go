@@ -41,7 +41,7 @@ func newMetrics(s *Server) *metrics {
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fastgen_requests_total",
-		Help: "Requests by API and outcome (ok, cancelled, busy, bad_request, too_long, unauthorized, internal)."}, []string{"api", "outcome"})
+		Help: "Requests by API and outcome (ok, cancelled, busy, bad_request, too_long, unauthorized, refused, internal)."}, []string{"api", "outcome"})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fastgen_tokens_total",
 		Help: "Prompt and generated tokens, summed over streams."}, []string{"kind"})
 	m.ttft = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fastgen_ttft_seconds",

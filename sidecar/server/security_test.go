@@ -281,3 +281,60 @@ func TestWSControlRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestCORS: pages on an allowed origin (and the server's own) may call the
+// HTTP API, preflight included and answered before auth; a page anywhere
+// else is refused outright, not merely hidden the answer; clients that
+// send no Origin are unaffected.
+func TestCORS(t *testing.T) {
+	_, ts := newTestServer(t, Config{APIKey: "k3y", AllowedOrigins: []string{"*.example.org"}})
+	self := ts.URL
+	const body = `{"prompt":"Once","max_tokens":1,"temperature":0}`
+	for _, c := range []struct {
+		name, method, origin, key string
+		status                    int
+		allowOrigin               string // the Access-Control-Allow-Origin expected ("" = none)
+	}{
+		{"preflight, allowed", "OPTIONS", "https://app.example.org", "", 204, "https://app.example.org"},
+		{"preflight, foreign", "OPTIONS", "https://evil.test", "", 403, ""},
+		{"post, allowed", "POST", "https://app.example.org", "k3y", 200, "https://app.example.org"},
+		{"post, allowed, no key", "POST", "https://app.example.org", "", 401, "https://app.example.org"},
+		{"post, same origin", "POST", self, "k3y", 200, self},
+		{"post, foreign", "POST", "https://evil.test", "k3y", 403, ""},
+		{"post, malformed origin", "POST", "null", "k3y", 403, ""},
+		{"post, no origin", "POST", "", "k3y", 200, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(c.method, ts.URL+"/v1/completions", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if c.origin != "" {
+				req.Header.Set("Origin", c.origin)
+			}
+			if c.method == "OPTIONS" {
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+			}
+			if c.key != "" {
+				req.Header.Set("Authorization", "Bearer "+c.key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, b)
+			}
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != c.allowOrigin {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, c.allowOrigin)
+			}
+			if c.status == 204 && !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+				t.Errorf("preflight allows headers %q", resp.Header.Get("Access-Control-Allow-Headers"))
+			}
+			if c.status == 403 && !strings.Contains(string(b), "--allowed-origins") {
+				t.Errorf("refusal does not say how to allow the page: %s", b)
+			}
+		})
+	}
+}

@@ -39,9 +39,10 @@ type Config struct {
 	MaxRunsPerConn int
 	// APIKey, when set, is required on every route but /health.
 	APIKey string
-	// AllowedOrigins are extra WebSocket Origin host patterns (path.Match
-	// syntax, as coder/websocket's OriginPatterns); the same origin is
-	// always allowed.
+	// AllowedOrigins are extra Origin host patterns (path.Match syntax, as
+	// coder/websocket's OriginPatterns) whose pages may open the WebSocket
+	// and call the HTTP API (CORS); the same origin is always allowed, and
+	// a browser request from any other page is refused with 403.
 	AllowedOrigins []string
 	// MaxPromptTokens, MaxTokensCap and MaxKVBytes cap one request
 	// (0 = only the model's context length limits them).
@@ -115,7 +116,7 @@ func (c *Config) defaults() {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     http.Handler
 	metrics *metrics
 
 	eng       atomic.Pointer[engine.Engine]
@@ -187,7 +188,7 @@ func (s *Server) routes() {
 			writeError(w, http.StatusNotFound, "not_found_error", "", "not_found", "no route "+r.Method+" "+r.URL.Path)
 		})))
 	}
-	s.mux = m
+	s.mux = s.cors(m)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
