@@ -84,7 +84,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if !isLoopback(ln.Addr()) && *apiKey == "" {
 		fmt.Fprintf(stderr, "fastgen serve: WARNING: listening on %s, beyond loopback, without --api-key: anyone who can reach it can use it\n", ln.Addr())
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(lh, slog.LevelWarn)}
+	// No ReadTimeout or WriteTimeout: they would cut WebSocket and SSE
+	// streams; bodies are capped by size and writes by the server's own
+	// per-write deadline. IdleTimeout closes keep-alive connections left
+	// open between requests, which would otherwise hold a goroutine each.
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(lh, slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 
