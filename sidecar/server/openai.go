@@ -35,13 +35,14 @@ type oaRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	Logprobs      json.RawMessage `json:"logprobs"`
-	TopLogprobs   *int            `json:"top_logprobs"`
-	N             *int            `json:"n"`
-	KVCompression *shared.KV      `json:"kv_compression"`
+	Logprobs    json.RawMessage `json:"logprobs"`
+	TopLogprobs *int            `json:"top_logprobs"`
+	N           *int            `json:"n"`
+	// KVCompression is the opt-in cache selection, fastgen's one extension
+	// to the API: the WebSocket's kv object.
+	KVCompression *shared.KV `json:"kv_compression"`
 }
 
-// oaKV is the opt-in cache selection, fastgen's one extension to the API.
 type oaMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
