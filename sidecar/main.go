@@ -48,12 +48,13 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	if args[0] == "--version" {
-		args[0] = "version"
+	name := args[0]
+	if name == "--version" {
+		name = "version"
 	}
-	cmd, ok := commands[args[0]]
+	cmd, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(stderr, "fastgen: unknown command %q\n\n", args[0])
+		fmt.Fprintf(stderr, "fastgen: unknown command %q\n\n", name)
 		usage(stderr)
 		return exitBadInput
 	}
