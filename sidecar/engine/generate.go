@@ -310,7 +310,7 @@ func (e *Engine) run(ctx context.Context, streams []*stream, prompt []int, start
 			}
 			var err error
 			id := s.sampler.Sample(s.logits, s.sess.history)
-			lp, top := LogSoftmax(s.logits, id, s.top)
+			lp, top := s.sampler.LogSoftmax(s.logits, id, s.top)
 			s.top = top
 			if len(s.tokens) == 0 {
 				s.first = time.Since(start)
