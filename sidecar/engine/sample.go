@@ -290,7 +290,8 @@ func (s *Sampler) LogSoftmax(logits []float32, token int, top []Alternative) (fl
 	}
 	scratch := s.p[:len(logits)]
 	copy(scratch, logits)
-	lse := float64(tensor.SoftmaxLSE(scratch))
+	mx := logits[tensor.Argmax(logits)]
+	lse := float64(mx) + math.Log(tensor.ExpSum(scratch, mx))
 	k := cap(top)
 	top = top[:0]
 	for i, v := range logits {

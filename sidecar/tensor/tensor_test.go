@@ -882,3 +882,40 @@ func TestDequantTile(t *testing.T) {
 		}
 	}
 }
+
+// TestExpSum: exponentials and their sum against float64 on every path,
+// from a few values to a vocabulary's worth, where a float32 running sum
+// would drift.
+func TestExpSum(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	forEachPath(t, func(t *testing.T) {
+		for _, n := range []int{1, 7, 129, 32000} {
+			x := randVec(r, n)
+			for i := range x {
+				x[i] *= 4
+			}
+			mx := x[Argmax(x)]
+			var want float64
+			ref := make([]float64, n)
+			for i, v := range x {
+				ref[i] = math.Exp(float64(v) - float64(mx))
+				want += ref[i]
+			}
+			arg := make([]float64, n)
+			for i, v := range x {
+				arg[i] = float64(v - mx) // the float32 argument each exp sees
+			}
+			got := ExpSum(x, mx)
+			if math.Abs(got-want) > 1e-6*want {
+				t.Errorf("n=%d: sum %v, want %v (relative error %.2g)", n, got, want, math.Abs(got-want)/want)
+			}
+			for i, v := range x {
+				// A few ulp of e^r, plus the float32 rounding of x−mx,
+				// which moves e^(x−mx) by |x−mx|·2⁻²⁴ relatively.
+				if tol := (4e-7 + math.Abs(arg[i])*1.2e-7) * ref[i]; math.Abs(float64(v)-ref[i]) > tol {
+					t.Fatalf("n=%d: e^x[%d] = %v, want %v", n, i, v, ref[i])
+				}
+			}
+		}
+	})
+}
