@@ -94,12 +94,16 @@ func (kv *KV) Validate() error {
 	return nil
 }
 
-func (kv *KV) check() *ValidationError {
-	mode := kv.Mode
-	if mode == "" {
-		mode = ModeFastGen
+// EffectiveMode is the selection's mode with the default (FastGen) applied.
+func (kv *KV) EffectiveMode() string {
+	if kv.Mode == "" {
+		return ModeFastGen
 	}
-	if !slices.Contains(KVModes, mode) {
+	return kv.Mode
+}
+
+func (kv *KV) check() *ValidationError {
+	if !slices.Contains(KVModes, kv.EffectiveMode()) {
 		return problem("mode", "unknown mode %q", kv.Mode)
 	}
 	if t := kv.Threshold; t != nil && (!finite(*t) || *t < 0 || *t > 1) {
@@ -118,10 +122,10 @@ func (kv *KV) check() *ValidationError {
 }
 
 func (g *Generate) Mode() string {
-	if g.KV == nil || g.KV.Mode == "" {
+	if g.KV == nil {
 		return ModeFastGen
 	}
-	return g.KV.Mode
+	return g.KV.EffectiveMode()
 }
 
 // Threshold is the request's T with the default applied.

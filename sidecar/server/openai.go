@@ -146,11 +146,7 @@ func (s *Server) toEngine(o *oaRequest, chat bool) (engine.Request, bool, *reqEr
 		if errors.As(k.Validate(), &ve) {
 			return req, false, badRequest("kv_compression", "kv_compression.%s: %s", ve.Field, ve.Problem)
 		}
-		mode := k.Mode
-		if mode == "" {
-			mode = kvcache.ModeFastGen
-		}
-		kv := kvOptions(mode, k, req.Sampler.Seed)
+		kv := kvOptions(k.EffectiveMode(), k, req.Sampler.Seed)
 		if err := kv.Validate(); err != nil {
 			return req, false, badRequest("kv_compression", "%v", err)
 		}
