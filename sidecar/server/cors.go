@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// originAllowed applies the WebSocket's Origin rule to any request: no
-// Origin (not a browser), the server's own host, or a host matching one of
-// Config.AllowedOrigins (path.Match, case-insensitive, as coder/websocket
-// matches them).
+// originAllowed is the Origin rule of every route, the WebSocket's
+// included: no Origin (not a browser), the server's own host, or a host
+// matching one of Config.AllowedOrigins (path.Match, case-insensitive, the
+// syntax of coder/websocket's OriginPatterns).
 func (s *Server) originAllowed(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
@@ -36,16 +36,18 @@ func (s *Server) originAllowed(r *http.Request) bool {
 // refuses requests a browser sent from any other page: CORS alone would
 // only hide the answer, and a page could still spend the server's time
 // with a "simple" POST that needs no preflight. Preflights are answered
-// here, before auth, because browsers send them without credentials. The
-// WebSocket keeps its own check (the upgrade answers 403 itself).
+// here, before auth, because browsers send them without credentials. A
+// WebSocket upgrade from a foreign page is refused here too, before it
+// reaches the upgrade.
 func (s *Server) cors(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || r.URL.Path == "/v1/ws" {
+		if origin == "" {
 			h.ServeHTTP(w, r)
 			return
 		}
 		if !s.originAllowed(r) {
+			s.log.Warn("request from a foreign origin refused", "remote", r.RemoteAddr, "path", r.URL.Path, "origin", origin)
 			s.metrics.requests.WithLabelValues(routeLabel(r), "refused").Inc()
 			writeError(w, http.StatusForbidden, "permission_error", "", "origin_not_allowed",
 				"requests from the page at "+origin+" are not allowed: start the server with --allowed-origins listing its host")
