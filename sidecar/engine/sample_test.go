@@ -160,15 +160,19 @@ func BenchmarkSample(b *testing.B) {
 				}
 			})
 		}
+		// The log-probability every token reports, and with the five
+		// alternatives a client may ask for.
 		s := NewSampler(SamplerConfig{})
-		top := make([]Alternative, 0, 5)
 		logits := make([]float32, vocab)
-		b.Run(fmt.Sprintf("vocab%d/logprob", vocab), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				s.LogSoftmax(logits, 0, top)
-			}
-		})
+		for _, k := range []int{0, 5} {
+			top := make([]Alternative, 0, k)
+			b.Run(fmt.Sprintf("vocab%d/logprob_top%d", vocab, k), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					s.LogSoftmax(logits, 0, top)
+				}
+			})
+		}
 	}
 }
 
