@@ -145,7 +145,8 @@ func (s *State) Forward(cache *kvcache.Cache, b Batch) ([]float32, error) {
 	for i, t := range b.Tokens {
 		s.m.embed.Row(t, x[i*dim:(i+1)*dim])
 	}
-	s.ropeTables(cache.Len(), n)
+	// cos and sin of every (token, pair), once per batch, not per head.
+	s.m.RopeTables(cache.Len(), n, s.cos, s.sin)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	wholePrompt := n >= promptAttnMin && !b.Observe && cache.CanAttendPrefill()
 
@@ -299,10 +300,6 @@ func (t *rowTask) Run(_, lo, hi int) {
 		}
 	}
 }
-
-// ropeTables computes cos and sin of every (token, pair) of the batch, once
-// per batch rather than once per head.
-func (s *State) ropeTables(start, n int) { s.m.RopeTables(start, n, s.cos, s.sin) }
 
 // RopeTables writes cos and sin of every (token, rotated pair) for n tokens
 // from position start, RopeDim/2 values per token: the one definition of
