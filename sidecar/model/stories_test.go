@@ -51,6 +51,7 @@ func referenceLogits(t *testing.T, dir string) [][]float32 {
 func TestStoriesMatchesReference(t *testing.T) {
 	dir := modelsDir(t)
 	ref := referenceLogits(t, dir)
+	t.Logf("kernels: %s", tensor.KernelName()) // which set produced the tokens
 	for _, tc := range []struct {
 		name, file string
 		kv         kvcache.DType

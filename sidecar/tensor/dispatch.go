@@ -37,6 +37,10 @@ type kernelSet struct {
 	// c[j*cs+i] (+)= Σ_kk x[j*xs+kk]·wp[kk*16+i], six activation rows (xs
 	// apart) against a panel of 16 weight rows packed k-major (MatMul).
 	gemm6x16 func(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool)
+	// gemm is MatMul's micro-kernel: gemm6x16 for gemmRows (6 or 12)
+	// activation rows. Twelve rows need 32 vector registers (AVX-512).
+	gemmRows int
+	gemm     func(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool)
 	// packPanel writes gemm6x16's panel from 16 row-major weight rows ss
 	// apart: panel[kk*16+i] = src[i*ss+kk] for kk < k.
 	packPanel func(panel, src []float32, ss, k int)
@@ -99,6 +103,8 @@ var genericKernels = kernelSet{
 	vdQ6KRows:  vdQ6KRowsGo,
 	vdQ6K:      vdQ6KGo,
 	gemm6x16:   gemm6x16Go,
+	gemmRows:   6,
+	gemm:       gemm6x16Go,
 	packPanel:  packPanelGo,
 	deqBlocks:  func(DType, []float32, []byte) bool { return false },
 	bf16ToF32s: bf16ToF32sGo,
@@ -126,6 +132,10 @@ var genericKernels = kernelSet{
 // something faster.
 var bestKernels = genericKernels
 
+// kernelSets lists every set this CPU can run, the portable one first (an
+// architecture file's init adds its own), so tests cover each path.
+var kernelSets = []*kernelSet{&genericKernels}
+
 var kern = &bestKernels
 
 // SetGeneric forces the portable Go kernels (true) or restores the fastest
@@ -151,6 +161,12 @@ func packPanelCols(panel, src []float32, ss, k0, k int) {
 			panel[(k0+kk)*16+i] = v
 		}
 	}
+}
+
+// gemm12x16Go is gemm6x16Go twice: the same sums in the same order.
+func gemm12x16Go(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool) {
+	gemm6x16Go(wp, k, x, xs, c, cs, add)
+	gemm6x16Go(wp, k, x[6*xs:], xs, c[6*cs:], cs, add)
 }
 
 func gemm6x16Go(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool) {

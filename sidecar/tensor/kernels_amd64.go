@@ -83,11 +83,21 @@ func fmaLoopAVX2(n int)
 //go:noescape
 func quantActAVX2(x *float32, qs *int8, ax *uint8, d *float32, nb, bs int)
 
+// init picks the fastest set the CPU supports and lists every one of them
+// (kernelSets) for the tests.
 func init() {
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		bestKernels = avx2Kernels
-		kern = &bestKernels
+	if !(cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C) {
+		return
 	}
+	kernelSets = append(kernelSets, &avx2Kernels)
+	best := &avx2Kernels
+	if hasAVX512() {
+		avx512Kernels = avx512Set()
+		kernelSets = append(kernelSets, &avx512Kernels)
+		best = &avx512Kernels
+	}
+	bestKernels = *best
+	kern = &bestKernels
 }
 
 var avx2Kernels = kernelSet{
@@ -111,6 +121,8 @@ var avx2Kernels = kernelSet{
 	vdQ6KRows:  vdQ6KRowsAVX2Go,
 	vdQ6K:      vdQ6KAVX2Go,
 	gemm6x16:   gemm6x16AVX2Go,
+	gemmRows:   6,
+	gemm:       gemm6x16AVX2Go,
 	packPanel:  packPanelAVX2Go,
 	deqBlocks:  dequantBlocksAVX2,
 	bf16ToF32s: bf16ToF32sAVX2Go,

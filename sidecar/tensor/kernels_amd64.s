@@ -84,11 +84,6 @@ GLOBL packOrder<>(SB), RODATA|NOPTR, $32
 // 2 KB and more slower.
 #define matVecPF 1024
 
-// The same for the quantized rows (vdQ8_0RowsAVX2, vdQ4_0RowsAVX2,
-// vdQ4KRowsAVX2, vdQ6KRowsAVX2), which spend more instructions per byte:
-// on Q8_0, 2 KB ahead measured a little faster than 1 KB (medians of 5,
-// 178 vs 174 tok/s), 3 KB the same as 2.
-#define q8PF 2048
 
 #define MVF32_0 VMOVUPS (SI), Y4
 #define MVF32_1 VMOVUPS 32(SI), Y5

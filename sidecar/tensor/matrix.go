@@ -223,7 +223,8 @@ func r0(r, rb int) int { return r * rb }
 // MatMul tile geometry: a worker dequantizes mmTileRows weight rows ×
 // mmTileK columns into a float32 panel packed k-major (128 KiB, resident in
 // L2) and reuses it for every activation row, six rows at a time against
-// all 16 weight rows in registers (gemm6x16).
+// all 16 weight rows in registers (the kernel set's gemm: gemm6x16, or
+// twelve rows with AVX-512).
 //
 // Each kernel call reads six activation rows mmTileK long from L3 (a
 // prompt's activations outgrow L2). Longer chunks mean longer sequential
@@ -234,6 +235,7 @@ func r0(r, rb int) int { return r * rb }
 const (
 	mmTileRows = 16 // gemm6x16's panel width
 	mmGroup    = 6  // gemm6x16's activation rows
+	mmGroupMax = 12 // the most any set's gemm takes (gemmRows)
 	mmTileK    = 2048
 	// Below this batch the dequantization of a tile costs more than it
 	// saves; small batches use the integer row kernels instead.
@@ -257,10 +259,11 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 	if len(ws.panel) < mmTileRows*mmTileK {
 		ws.tile = make([]float32, mmTileRows*mmTileK)
 		ws.panel = make([]float32, mmTileRows*mmTileK)
-		ws.xpad = make([]float32, mmGroup*mmTileK)
-		ws.block = make([]float32, mmGroup*mmTileRows)
+		ws.xpad = make([]float32, mmGroupMax*mmTileK)
+		ws.block = make([]float32, mmGroupMax*mmTileRows)
 	}
 	panel := ws.panel
+	group := k.gemmRows
 	for tile := lo; tile < hi; tile++ {
 		r0 := tile * mmTileRows
 		mr := min(mmTileRows, rows-r0)
@@ -278,11 +281,11 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 				dequantTile(k, w.Type, row[b0:b1], wt)
 			}
 			k.packPanel(panel, ws.tile, mmTileK, kl)
-			for j0 := 0; j0 < n; j0 += mmGroup {
-				nr := min(mmGroup, n-j0)
+			for j0 := 0; j0 < n; j0 += group {
+				nr := min(group, n-j0)
 				x, xs := t.x[j0*cols+kc:], cols
-				if nr < mmGroup {
-					for j := range mmGroup {
+				if nr < group {
+					for j := range group {
 						if j < nr {
 							copy(ws.xpad[j*mmTileK:j*mmTileK+kl], x[j*cols:j*cols+kl])
 						} else {
@@ -291,12 +294,12 @@ func (t *matMulTask) Run(worker, lo, hi int) {
 					}
 					x, xs = ws.xpad, mmTileK
 				}
-				if nr == mmGroup && mr == mmTileRows {
-					k.gemm6x16(panel, kl, x, xs, t.out[j0*rows+r0:], rows, add)
+				if nr == group && mr == mmTileRows {
+					k.gemm(panel, kl, x, xs, t.out[j0*rows+r0:], rows, add)
 					continue
 				}
 				c := ws.block
-				k.gemm6x16(panel, kl, x, xs, c, mmTileRows, false)
+				k.gemm(panel, kl, x, xs, c, mmTileRows, false)
 				for j := range nr {
 					o := t.out[(j0+j)*rows+r0 : (j0+j)*rows+r0+mr]
 					if !add {

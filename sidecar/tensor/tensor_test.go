@@ -7,17 +7,13 @@ import (
 	"testing"
 )
 
-// forEachPath runs f once with the generic kernels forced and once with the
-// best kernels for this CPU (when they differ).
+// forEachPath runs f once with each kernel set this CPU can run: the
+// portable one, then every accelerated one (avx2, avx512…).
 func forEachPath(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	paths := []bool{true}
-	if bestKernels.name != genericKernels.name {
-		paths = append(paths, false)
-	}
-	for _, generic := range paths {
-		SetGeneric(generic)
-		t.Run(KernelName(), f)
+	for _, ks := range kernelSets {
+		kern = ks
+		t.Run(ks.name, f)
 	}
 	SetGeneric(false)
 }
@@ -460,38 +456,47 @@ func TestMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	p := NewPool(3)
 	defer p.Close()
-	forEachPath(t, func(t *testing.T) {
-		for _, dt := range allTypes() {
-			for _, sh := range []struct{ rows, blocks int }{{1, 1}, {13, 3}, {37, 2}, {70, 3}} {
-				for _, n := range []int{1, 2, 3, 4, 5, 7, 11} {
-					cols := colsFor(dt, sh.blocks)
-					switch {
-					case dt.BlockSize() == 1 && sh.blocks == 3:
-						cols = 2*mmTileK + 9 // crosses K tiles with a tail
-					case sh.blocks == 3:
-						cols = mmTileK + colsFor(dt, 3) // a whole K tile and a short one
-					}
-					m, deq := makeMatrix(r, dt, sh.rows, cols)
-					x := randVec(r, n*cols)
-					out := make([]float32, n*sh.rows)
-					for i := range out {
-						out[i] = float32(math.NaN()) // MatMul must overwrite, not add to, what it finds
-					}
-					MatMul(p, out, m, x, n)
-					for j := range n {
-						xj := x[j*cols : (j+1)*cols]
-						for i := range sh.rows {
-							w := deq[i*cols : (i+1)*cols]
-							ref, _ := refDot(w, xj)
-							if tol := tolerance(dt, w, xj); math.Abs(float64(out[j*sh.rows+i])-ref) > tol {
-								t.Fatalf("%v %dx%d n=%d out[%d][%d] = %g, want %g ± %g", dt, sh.rows, cols, n, j, i, out[j*sh.rows+i], ref, tol)
-							}
+	forEachPath(t, func(t *testing.T) { checkMatMul(t, r, p) })
+	// MatMul's handling of twelve-row groups (padding, partial tiles) on
+	// any CPU, through the portable twelve-row kernel.
+	twelve := genericKernels
+	twelve.name, twelve.gemmRows, twelve.gemm = "generic-12", 12, gemm12x16Go
+	kern = &twelve
+	t.Run(twelve.name, func(t *testing.T) { checkMatMul(t, r, p) })
+	SetGeneric(false)
+}
+
+func checkMatMul(t *testing.T, r *rand.Rand, p *Pool) {
+	for _, dt := range allTypes() {
+		for _, sh := range []struct{ rows, blocks int }{{1, 1}, {13, 3}, {37, 2}, {70, 3}} {
+			for _, n := range []int{1, 2, 3, 4, 5, 7, 11, 12, 19, 25} {
+				cols := colsFor(dt, sh.blocks)
+				switch {
+				case dt.BlockSize() == 1 && sh.blocks == 3:
+					cols = 2*mmTileK + 9 // crosses K tiles with a tail
+				case sh.blocks == 3:
+					cols = mmTileK + colsFor(dt, 3) // a whole K tile and a short one
+				}
+				m, deq := makeMatrix(r, dt, sh.rows, cols)
+				x := randVec(r, n*cols)
+				out := make([]float32, n*sh.rows)
+				for i := range out {
+					out[i] = float32(math.NaN()) // MatMul must overwrite, not add to, what it finds
+				}
+				MatMul(p, out, m, x, n)
+				for j := range n {
+					xj := x[j*cols : (j+1)*cols]
+					for i := range sh.rows {
+						w := deq[i*cols : (i+1)*cols]
+						ref, _ := refDot(w, xj)
+						if tol := tolerance(dt, w, xj); math.Abs(float64(out[j*sh.rows+i])-ref) > tol {
+							t.Fatalf("%v %dx%d n=%d out[%d][%d] = %g, want %g ± %g", dt, sh.rows, cols, n, j, i, out[j*sh.rows+i], ref, tol)
 						}
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // TestPathsAgree checks the assembly kernels against the generic ones on the
