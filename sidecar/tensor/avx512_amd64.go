@@ -62,10 +62,5 @@ func fmaPeakAVX512(n int) float64 {
 }
 
 func vdQ8_0RowsVNNIGo(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
-	nb, n := len(d), len(out)
-	if !quantRowsReady(out, w, rb, nb, q8_0Bytes) {
-		return
-	}
-	_, _ = qs[nb*qk8_0-1], ax[nb*qk8_0-1]
-	vdQ8_0RowsVNNI(&out[0], &w[0], n, rb, &qs[0], &ax[0], &d[0], nb, &f16Table[0])
+	q8Rows(vdQ8_0RowsVNNI, out, w, rb, qs, ax, d)
 }
