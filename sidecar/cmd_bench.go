@@ -29,6 +29,7 @@ type benchJSON struct {
 	Shape       string  `json:"shape"`
 	DType       string  `json:"dtype"`
 	Threads     int     `json:"threads"`
+	Kernels     string  `json:"kernels"` // the CPU kernel set measured (avx2, avx512vnni, generic)
 	KV          string  `json:"kv"`
 	CacheType   string  `json:"cache_type"`
 	Context     int     `json:"context"`
@@ -404,7 +405,7 @@ func benchOne(dir string, shape model.Shape, dt tensor.DType, promptN, decodeN, 
 	r := benchJSON{
 		BandwidthNowGBs: bwNow,
 		PeakGFLOPs:      peakNow,
-		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN, NoMmap: noMmap,
+		Shape:           shape.Name, DType: dt.String(), Threads: e.Threads(), Kernels: tensor.KernelName(), KV: kv.Mode, CacheType: eo.CacheDType.String(), Context: promptN + decodeN, NoMmap: noMmap,
 		PrefillTokS:    float64(promptN) / prefill.Seconds(),
 		DecodeTokS:     float64(decodeN) / decode.Seconds(),
 		PrefillTokCPUs: perSecond(promptN, fastPrefill.cpu),
