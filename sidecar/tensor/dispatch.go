@@ -35,10 +35,12 @@ type kernelSet struct {
 
 	// gemm6x16 adds (add) or stores a 6×16 block of products into c:
 	// c[j*cs+i] (+)= Σ_kk x[j*xs+kk]·wp[kk*16+i], six activation rows (xs
-	// apart) against a panel of 16 weight rows packed k-major (MatMul).
+	// apart) against a panel of 16 weight rows packed k-major (Gemm6x16:
+	// prompt attention, whose buffers are sized for six rows).
 	gemm6x16 func(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool)
 	// gemm is MatMul's micro-kernel: gemm6x16 for gemmRows (6 or 12)
-	// activation rows. Twelve rows need 32 vector registers (AVX-512).
+	// activation rows, each output summed in the same order whatever the
+	// row count. Twelve rows need 32 vector registers (AVX-512).
 	gemmRows int
 	gemm     func(wp []float32, k int, x []float32, xs int, c []float32, cs int, add bool)
 	// packPanel writes gemm6x16's panel from 16 row-major weight rows ss
