@@ -33,12 +33,7 @@ func avx512Set() kernelSet {
 	k.fmaPeak = fmaPeakAVX512
 	if cpu.X86.HasAVX512VNNI {
 		k.name = "avx512vnni"
-		k.vdQ8_0Rows = vdQ8_0RowsVNNIGo
-		k.vdQ8_0 = func(w []byte, qs []int8, ax []uint8, d []float32) float32 {
-			var out [1]float32
-			vdQ8_0RowsVNNIGo(out[:], w, 0, qs, ax, d)
-			return out[0]
-		}
+		k.vdQ8_0Rows, k.vdQ8_0 = vdQ8_0RowsVNNIGo, vdQ8_0VNNIGo
 	}
 	return k
 }
@@ -62,5 +57,13 @@ func fmaPeakAVX512(n int) float64 {
 }
 
 func vdQ8_0RowsVNNIGo(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
-	q8Rows(vdQ8_0RowsVNNI, out, w, rb, qs, ax, d)
+	if nb, ok := q8RowsReady(out, w, rb, qs, ax, d); ok {
+		vdQ8_0RowsVNNI(&out[0], &w[0], len(out), rb, &qs[0], &ax[0], &d[0], nb, &f16Table[0])
+	}
+}
+
+func vdQ8_0VNNIGo(w []byte, qs []int8, ax []uint8, d []float32) float32 {
+	var out [1]float32
+	vdQ8_0RowsVNNIGo(out[:], w, 0, qs, ax, d)
+	return out[0]
 }

@@ -384,19 +384,22 @@ func quantRowsReady(out []float32, w []byte, rb, nb, blockBytes int) bool {
 // vdQ8_0RowsAVX2Go dots len(out) Q8_0 rows (rb bytes apart), each result
 // bit-identical to vdQ8_0AVX2Go on that row.
 func vdQ8_0RowsAVX2Go(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
-	q8Rows(vdQ8_0RowsAVX2, out, w, rb, qs, ax, d)
+	if nb, ok := q8RowsReady(out, w, rb, qs, ax, d); ok {
+		vdQ8_0RowsAVX2(&out[0], &w[0], len(out), rb, &qs[0], &ax[0], &d[0], nb, &f16Table[0])
+	}
 }
 
-// q8Rows checks the lengths for a Q8_0 rows kernel (AVX2 or VNNI), so the
-// assembly can trust them, and calls it.
-func q8Rows(kernel func(out *float32, w *byte, n, rb int, qs *int8, ax *uint8, d *float32, nb int, f16 *float32),
-	out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) {
-	nb, n := len(d), len(out)
+// q8RowsReady checks the lengths for a Q8_0 rows kernel (AVX2 or VNNI), so
+// the assembly can trust them, and returns the blocks per row. The kernels
+// are called directly, not through a func value: an indirect call would
+// make every slice escape, and a caller's one-row buffer with them.
+func q8RowsReady(out []float32, w []byte, rb int, qs []int8, ax []uint8, d []float32) (nb int, ok bool) {
+	nb = len(d)
 	if !quantRowsReady(out, w, rb, nb, q8_0Bytes) {
-		return
+		return 0, false
 	}
 	_, _ = qs[nb*qk8_0-1], ax[nb*qk8_0-1]
-	kernel(&out[0], &w[0], n, rb, &qs[0], &ax[0], &d[0], nb, &f16Table[0])
+	return nb, true
 }
 
 func vdQ4_0AVX2Go(w []byte, qs []int8, d []float32) float32 {

@@ -597,23 +597,26 @@ func TestMatrixRow(t *testing.T) {
 }
 
 // TestZeroAlloc holds the kernels to the steady-state no-allocation contract.
+// TestZeroAlloc: no weight product allocates, on any kernel set — one
+// activation row (the rows kernels), two (one row kernel call per row and
+// activation) and a batch (MatMul's tiles).
 func TestZeroAlloc(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	p := NewPool(2)
 	defer p.Close()
-	for _, dt := range allTypes() {
-		m, _ := makeMatrix(r, dt, 64, 512)
-		x := randVec(r, 512*6)
-		out := make([]float32, 64*6)
-		MatVec(p, out, m, x[:512])
-		MatMul(p, out, m, x, 6)
-		if a := testing.AllocsPerRun(20, func() { MatVec(p, out, m, x[:512]) }); a != 0 {
-			t.Errorf("MatVec %v: %v allocs", dt, a)
+	forEachPath(t, func(t *testing.T) {
+		for _, dt := range allTypes() {
+			m, _ := makeMatrix(r, dt, 64, 512)
+			x := randVec(r, 512*6)
+			out := make([]float32, 64*6)
+			for _, n := range []int{1, 2, 6} {
+				MatMul(p, out, m, x, n) // n = 1 is MatVec
+				if a := testing.AllocsPerRun(20, func() { MatMul(p, out, m, x, n) }); a != 0 {
+					t.Errorf("%v, %d activation rows: %v allocs", dt, n, a)
+				}
+			}
 		}
-		if a := testing.AllocsPerRun(20, func() { MatMul(p, out, m, x, 6) }); a != 0 {
-			t.Errorf("MatMul %v: %v allocs", dt, a)
-		}
-	}
+	})
 }
 
 func TestPoolCoversRange(t *testing.T) {
