@@ -24,9 +24,9 @@ func (e *ValidationError) Error() string {
 	return "shared: invalid generate: " + e.Field + ": " + e.Problem
 }
 
-func invalid(field, format string, args ...any) error { return problem(field, format, args...) }
-
-func problem(field, format string, args ...any) *ValidationError {
+// invalid is a problem with one field; never nil, so it may be returned as
+// an error.
+func invalid(field, format string, args ...any) *ValidationError {
 	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
@@ -83,7 +83,6 @@ func (g *Generate) Validate() error {
 	return nil
 }
 
-// Mode is the request's KV mode with the default applied.
 // Validate checks a cache selection (a generate frame's kv, or the OpenAI
 // API's kv_compression); a problem is a *ValidationError whose field is
 // named relative to the selection ("budget").
@@ -104,23 +103,24 @@ func (kv *KV) EffectiveMode() string {
 
 func (kv *KV) check() *ValidationError {
 	if !slices.Contains(KVModes, kv.EffectiveMode()) {
-		return problem("mode", "unknown mode %q", kv.Mode)
+		return invalid("mode", "unknown mode %q", kv.Mode)
 	}
 	if t := kv.Threshold; t != nil && (!finite(*t) || *t < 0 || *t > 1) {
-		return problem("threshold", "must be in [0,1]")
+		return invalid("threshold", "must be in [0,1]")
 	}
 	if !finite(kv.Budget) || kv.Budget < 0 || kv.Budget > 1 {
-		return problem("budget", "must be in (0,1], or 0 for the default")
+		return invalid("budget", "must be in (0,1], or 0 for the default")
 	}
 	if !finite(kv.LocalRatio) || kv.LocalRatio < 0 || kv.LocalRatio > 1 {
-		return problem("local_ratio", "must be in [0,1]")
+		return invalid("local_ratio", "must be in [0,1]")
 	}
 	if !finite(kv.FrequentRatio) || kv.FrequentRatio < 0 || kv.FrequentRatio > 1 {
-		return problem("frequent_ratio", "must be in [0,1]")
+		return invalid("frequent_ratio", "must be in [0,1]")
 	}
 	return nil
 }
 
+// Mode is the request's KV mode with the default applied.
 func (g *Generate) Mode() string {
 	if g.KV == nil {
 		return ModeFastGen
