@@ -85,13 +85,19 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	return s.pick(logits, s.rng.Float64())
 }
 
+// scratch is s.p at length n, grown only when a vocabulary is larger than
+// any before.
+func (s *Sampler) scratch(n int) []float32 {
+	if cap(s.p) < n {
+		s.p = make([]float32, n)
+	}
+	return s.p[:n]
+}
+
 // pick is the draw for a uniform u in [0, 1).
 func (s *Sampler) pick(logits []float32, u float64) int {
 	c := s.cfg
-	if cap(s.p) < len(logits) {
-		s.p = make([]float32, len(logits))
-	}
-	p := s.p[:len(logits)]
+	p := s.scratch(len(logits))
 	topK := c.TopK > 0 && c.TopK < len(logits)
 	// Candidates: every token but NaN and −Inf, which are never drawn.
 	// Without top-k every token also needs its probability, from the
@@ -287,10 +293,7 @@ func (o order) crossing(c []int, t float64) int {
 // cost 0.6 ms a token at 32k entries, longer than sampling. Without
 // alternatives asked for (the usual case) nothing else walks the logits.
 func (s *Sampler) LogSoftmax(logits []float32, token int, top []Alternative) (float64, []Alternative) {
-	if cap(s.p) < len(logits) {
-		s.p = make([]float32, len(logits))
-	}
-	scratch := s.p[:len(logits)]
+	scratch := s.scratch(len(logits))
 	copy(scratch, logits)
 	mx := logits[tensor.Argmax(logits)]
 	lse := float64(mx) + math.Log(tensor.ExpSum(scratch, mx))
